@@ -1,0 +1,138 @@
+"""The wire protocol: every message every socket carries, and its codec.
+
+A message is a msgpack map ``{"v": PROTOCOL_VERSION, "type": str, "body": map}``.
+This module is the only place that packs or unpacks bytes for a socket, so the
+version check, the size limits and the shape checks apply everywhere.
+
+Message types (requests name what they ask; every reply is "ok" or "error"):
+
+========== ============= ==================================================
+type       direction     body
+========== ============= ==================================================
+snapshot   poller→tracker ``QueueSnapshot`` as a map (see ``snapshot_body``)
+check      →tracker       ``{}``: the current queue as the tracker sees it
+progress   →tracker       ``{}``: statistics, stuck, inactive, soon stuck
+analyze    →tracker       ``{"include_import_blocked": bool}``: removal candidates
+history    →tracker       ``{"instance": str, "download_id": str}``: chart points
+ping       →any REP       ``{}``
+ok         reply          the answer
+error      reply          ``{"error": str}``
+========== ============= ==================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+
+# A snapshot of 100,000 records is about 25 MB; nothing legitimate is larger.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024 - 1
+_MAX_CONTAINER = 1_000_000
+
+
+class ProtocolError(ValueError):
+    """Bytes that are not a valid message of this protocol version."""
+
+
+# type -> {field: accepted python types}; extra fields are allowed (forward compatible).
+_NUMBER = (int, float)
+_OPT_STR = (str, type(None))
+SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
+    "snapshot": {"instance": (str,), "kind": (str,), "taken_at": _NUMBER,
+                 "health": (dict,), "records": (list, type(None))},
+    "check": {},
+    "progress": {},
+    "analyze": {"include_import_blocked": (bool,)},
+    "history": {"instance": (str,), "download_id": (str,)},
+    "ping": {},
+    "ok": {},
+    "error": {"error": (str,)},
+}
+
+# Fields of one normalised queue record inside a snapshot (see services.poller.normalize).
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": (int,), "download_id": _OPT_STR, "title": (str,), "status": (str,),
+    "tracked_status": _OPT_STR, "tracked_state": _OPT_STR, "error_message": _OPT_STR,
+    "size": (int,), "sizeleft": (int,), "eta": _OPT_STR, "added": _OPT_STR,
+    "protocol": _OPT_STR, "download_client": _OPT_STR,
+}
+
+HEALTH_STATES = ("ok", "unreachable", "unauthorized", "bad_response")
+
+
+@dataclass(frozen=True)
+class Message:
+    type: str
+    body: dict[str, Any]
+
+
+def _check_fields(where: str, body: dict, fields: dict[str, tuple[type, ...]]) -> None:
+    for name, types in fields.items():
+        if name not in body:
+            raise ProtocolError(f"{where}: missing field {name!r}")
+        value = body[name]
+        # bool is an int in Python; a bool where a number is expected is still wrong.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ProtocolError(f"{where}: field {name!r} has type {type(value).__name__}")
+
+
+def validate(message_type: str, body: Any) -> None:
+    if message_type not in SCHEMAS:
+        raise ProtocolError(f"unknown message type {message_type!r}")
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{message_type}: body must be a map")
+    _check_fields(message_type, body, SCHEMAS[message_type])
+    if message_type == "snapshot":
+        health = body["health"]
+        if health.get("state") not in HEALTH_STATES:
+            raise ProtocolError(f"snapshot: health state must be one of {', '.join(HEALTH_STATES)}")
+        for index, record in enumerate(body["records"] or ()):
+            if not isinstance(record, dict):
+                raise ProtocolError(f"snapshot: record {index} must be a map")
+            _check_fields(f"snapshot record {index}", record, RECORD_FIELDS)
+
+
+def encode(message_type: str, body: dict[str, Any] | None = None) -> bytes:
+    body = {} if body is None else body
+    validate(message_type, body)
+    return msgpack.packb({"v": PROTOCOL_VERSION, "type": message_type, "body": body},
+                         use_bin_type=True)
+
+
+def decode(data: bytes) -> Message:
+    """Unpack and check one message; any fault raises ProtocolError."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds the limit of {MAX_MESSAGE_BYTES}")
+    unpacker = msgpack.Unpacker(
+        raw=False, strict_map_key=True, use_list=True, max_buffer_size=MAX_MESSAGE_BYTES,
+        max_str_len=MAX_MESSAGE_BYTES, max_bin_len=MAX_MESSAGE_BYTES,
+        max_array_len=_MAX_CONTAINER, max_map_len=_MAX_CONTAINER, max_ext_len=0)
+    try:
+        unpacker.feed(data)
+        envelope = unpacker.unpack()
+    except Exception as exc:  # msgpack raises several unrelated types, OutOfData when truncated
+        raise ProtocolError(f"not a msgpack message ({type(exc).__name__})") from None
+    if unpacker.tell() != len(data):
+        raise ProtocolError("trailing bytes after the message")
+    if not isinstance(envelope, dict):
+        raise ProtocolError("message must be a map")
+    version = envelope.get("v")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"protocol version {version!r} is not supported (expected {PROTOCOL_VERSION})")
+    message_type = envelope.get("type")
+    if not isinstance(message_type, str):
+        raise ProtocolError("message has no type")
+    body = envelope.get("body")
+    validate(message_type, body)
+    return Message(message_type, body)
+
+
+def ok(body: dict[str, Any] | None = None) -> bytes:
+    return encode("ok", body)
+
+
+def error(text: str) -> bytes:
+    return encode("error", {"error": text})

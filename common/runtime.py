@@ -1,0 +1,28 @@
+"""What every process does the same way: logging, and stopping on SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+
+def configure_logging(process: str, level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO), stream=sys.stderr, force=True,
+        format=f"%(asctime)s {process} %(levelname)s %(message)s")
+    # urllib3 logs full URLs at DEBUG; a URL never carries a key here, but its noise hides ours.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def stop_event_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so main loops end cleanly (honcho sends SIGTERM)."""
+    stop = threading.Event()
+
+    def _handler(signum: int, _frame: object) -> None:
+        logging.getLogger(__name__).info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    return stop

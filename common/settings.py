@@ -1,0 +1,240 @@
+"""Settings from the environment and `.env` (SPEC section 2).
+
+Every process calls `load_settings()` once at start. A bad value raises
+`SettingsError` whose message is one line naming the setting and the value;
+the CLI prints it and exits, never a traceback. Secrets are never echoed.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+# kind -> (default URL, API version path)
+ARR_KINDS: dict[str, tuple[str, str]] = {
+    "sonarr": ("http://localhost:8989", "v3"),
+    "radarr": ("http://localhost:7878", "v3"),
+    "lidarr": ("http://localhost:8686", "v1"),
+    "readarr": ("http://localhost:8787", "v1"),
+}
+
+SECRET_SETTINGS = ("DISCORD_TOKEN",)
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; str() is one line fit for the user."""
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    name: str
+    kind: str
+    url: str
+    api_key: str = field(repr=False)
+
+    @property
+    def api_version(self) -> str:
+        return ARR_KINDS[self.kind][1]
+
+
+@dataclass(frozen=True)
+class Settings:
+    instances: tuple[InstanceConfig, ...] = ()
+    discord_token: str | None = field(default=None, repr=False)
+    discord_channel_id: int | None = None
+    discord_admin_role_id: int | None = None
+    poll_interval_seconds: float = 30.0
+    check_interval: float = 300.0
+    stuck_threshold_minutes: float = 120.0
+    min_progress_change: float = 1.0
+    min_size_change: float = 104857600.0
+    progress_history_hours: float = 4.0
+    max_snapshots_per_download: int = 50
+    cleanup_blocklist: bool = True
+    tracker_state_file: str = "data/tracker-state.msgpack"
+    tracker_checkpoint_seconds: float = 60.0
+    audit_log: str = "data/removals.jsonl"
+    tracker_ingest_endpoint: str = "tcp://127.0.0.1:5555"
+    tracker_query_endpoint: str = "tcp://127.0.0.1:5556"
+    poller_command_endpoint: str = "tcp://127.0.0.1:5557"
+    request_timeout_seconds: float = 5.0
+    removal_timeout_seconds: float = 60.0
+    simarr_port: int = 8989
+    log_level: str = "INFO"
+
+    @property
+    def stuck_threshold_seconds(self) -> float:
+        return self.stuck_threshold_minutes * 60.0
+
+    def thresholds(self) -> dict:
+        """The detection settings, as shown by `/progress` and `--json`."""
+        return {
+            "stuck_threshold_minutes": self.stuck_threshold_minutes,
+            "min_progress_change": self.min_progress_change,
+            "min_size_change": self.min_size_change,
+            "progress_history_hours": self.progress_history_hours,
+            "max_snapshots_per_download": self.max_snapshots_per_download,
+            "poll_interval_seconds": self.poll_interval_seconds,
+        }
+
+
+def _bad(name: str, value: str, why: str) -> SettingsError:
+    shown = "<hidden>" if name in SECRET_SETTINGS or name.endswith("_API_KEY") else repr(value)
+    return SettingsError(f"setting {name}={shown} is invalid: {why}")
+
+
+def _number(name: str, value: str, minimum: float = 0.0, strict: bool = True) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise _bad(name, value, "expected a number (fractions such as 0.1 are allowed)") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise _bad(name, value, "expected a finite number")
+    if number < minimum or (strict and number == minimum):
+        raise _bad(name, value, f"must be {'greater than' if strict else 'at least'} {minimum:g}")
+    return number
+
+
+def _positive(name: str, value: str) -> float:
+    return _number(name, value)
+
+
+def _non_negative(name: str, value: str) -> float:
+    return _number(name, value, strict=False)
+
+
+def _count(name: str, value: str) -> int:
+    number = _number(name, value, minimum=2, strict=False)
+    if number != int(number):
+        raise _bad(name, value, "expected a whole number")
+    return int(number)
+
+
+def _port(name: str, value: str) -> int:
+    number = _number(name, value, minimum=1, strict=False)
+    if number != int(number) or number > 65535:
+        raise _bad(name, value, "expected a port number 1-65535")
+    return int(number)
+
+
+def _snowflake(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise _bad(name, value, "expected a Discord id (digits only)")
+    return int(value)
+
+
+def _boolean(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise _bad(name, value, "expected true or false")
+
+
+def _endpoint(name: str, value: str) -> str:
+    if not re.fullmatch(r"(tcp://[^\s:]+:\d+|ipc://\S+|inproc://\S+)", value):
+        raise _bad(name, value, "expected a ZeroMQ endpoint such as tcp://127.0.0.1:5555")
+    return value
+
+
+def _url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _bad(name, value, "expected a URL with scheme, such as http://localhost:8989")
+    return value.rstrip("/")
+
+
+def _log_level(name: str, value: str) -> str:
+    level = value.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise _bad(name, value, "expected DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+# setting name -> (Settings field, parser)
+_SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "DISCORD_CHANNEL_ID": ("discord_channel_id", _snowflake),
+    "DISCORD_ADMIN_ROLE_ID": ("discord_admin_role_id", _snowflake),
+    "POLL_INTERVAL_SECONDS": ("poll_interval_seconds", _positive),
+    "CHECK_INTERVAL": ("check_interval", _positive),
+    "STUCK_THRESHOLD_MINUTES": ("stuck_threshold_minutes", _positive),
+    "MIN_PROGRESS_CHANGE": ("min_progress_change", _non_negative),
+    "MIN_SIZE_CHANGE": ("min_size_change", _non_negative),
+    "PROGRESS_HISTORY_HOURS": ("progress_history_hours", _positive),
+    "MAX_SNAPSHOTS_PER_DOWNLOAD": ("max_snapshots_per_download", _count),
+    "CLEANUP_BLOCKLIST": ("cleanup_blocklist", _boolean),
+    "TRACKER_STATE_FILE": ("tracker_state_file", lambda n, v: v),
+    "TRACKER_CHECKPOINT_SECONDS": ("tracker_checkpoint_seconds", _positive),
+    "AUDIT_LOG": ("audit_log", lambda n, v: v),
+    "TRACKER_INGEST_ENDPOINT": ("tracker_ingest_endpoint", _endpoint),
+    "TRACKER_QUERY_ENDPOINT": ("tracker_query_endpoint", _endpoint),
+    "POLLER_COMMAND_ENDPOINT": ("poller_command_endpoint", _endpoint),
+    "REQUEST_TIMEOUT_SECONDS": ("request_timeout_seconds", _positive),
+    "REMOVAL_TIMEOUT_SECONDS": ("removal_timeout_seconds", _positive),
+    "SIMARR_PORT": ("simarr_port", _port),
+    "LOG_LEVEL": ("log_level", _log_level),
+}
+
+
+def _env_prefix(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def _instances(env: Mapping[str, str]) -> tuple[InstanceConfig, ...]:
+    """The four standard instances, plus any named in EXTRA_INSTANCES.
+
+    EXTRA_INSTANCES="radarr4k,sonarr-anime" adds instances whose settings are
+    RADARR4K_URL / RADARR4K_API_KEY / RADARR4K_KIND (the kind defaults to the
+    standard kind the name starts with).
+    """
+    instances = []
+    for kind, (default_url, _) in ARR_KINDS.items():
+        key = env.get(f"{kind.upper()}_API_KEY", "").strip()
+        if key:
+            url = _url(f"{kind.upper()}_URL", env.get(f"{kind.upper()}_URL", "").strip() or default_url)
+            instances.append(InstanceConfig(kind, kind, url, key))
+    extra = env.get("EXTRA_INSTANCES", "").strip()
+    for name in filter(None, (part.strip() for part in extra.split(","))):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name) or name in ARR_KINDS:
+            raise _bad("EXTRA_INSTANCES", extra, f"{name!r} must be a new lowercase name (letters, digits, - or _)")
+        prefix = _env_prefix(name)
+        kind = env.get(f"{prefix}_KIND", "").strip().lower() or next(
+            (k for k in ARR_KINDS if name.startswith(k)), "")
+        if kind not in ARR_KINDS:
+            raise _bad(f"{prefix}_KIND", kind, "expected sonarr, radarr, lidarr or readarr")
+        url = env.get(f"{prefix}_URL", "").strip()
+        if not url:
+            raise _bad(f"{prefix}_URL", url, f"instance {name} needs a URL")
+        key = env.get(f"{prefix}_API_KEY", "").strip()
+        if not key:
+            raise _bad(f"{prefix}_API_KEY", "", f"instance {name} needs an API key")
+        instances.append(InstanceConfig(name, kind, _url(f"{prefix}_URL", url), key))
+    return tuple(instances)
+
+
+def read_environment(dotenv_path: str | os.PathLike | None = ".env",
+                     environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The process environment over the values of `.env` (the environment wins)."""
+    values: dict[str, str] = {}
+    if dotenv_path and Path(dotenv_path).is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None,
+                  dotenv_path: str | os.PathLike | None = ".env") -> Settings:
+    env = read_environment(dotenv_path, environ)
+    values: dict[str, object] = {}
+    for name, (attr, parse) in _SCALARS.items():
+        raw = env.get(name, "").strip()
+        if raw:
+            values[attr] = parse(name, raw)
+    token = env.get("DISCORD_TOKEN", "").strip()
+    return Settings(instances=_instances(env), discord_token=token or None, **values)

@@ -1,0 +1,133 @@
+"""The thin socket layer: every socket is made here, with the same hygiene.
+
+Receiving sockets get MAXMSGSIZE, every socket gets LINGER 0 so shutdown never
+hangs, and requests never wait forever: `RequestClient` follows the ZeroMQ
+guide's Lazy Pirate (poll with a timeout, close the REQ socket, open a fresh
+one, retry), then fails with an error naming the service and its endpoint.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import zmq
+
+from common import protocol
+
+log = logging.getLogger(__name__)
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service did not answer in time."""
+
+
+class ServiceError(RuntimeError):
+    """A service answered with an error reply."""
+
+
+def make_socket(context: zmq.Context, kind: int, *, sndhwm: int | None = None) -> zmq.Socket:
+    sock = context.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+    if sndhwm is not None:
+        sock.setsockopt(zmq.SNDHWM, sndhwm)
+    return sock
+
+
+def bind(context: zmq.Context, kind: int, endpoint: str, name: str) -> zmq.Socket:
+    sock = make_socket(context, kind)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close()
+        raise ServiceUnavailable(f"{name}: cannot listen on {endpoint}: {exc.strerror}") from None
+    return sock
+
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def answer(data: bytes, handlers: dict[str, Handler], service: str) -> bytes:
+    """The reply to one request: a REP socket must always reply, even to garbage."""
+    try:
+        message = protocol.decode(data)
+    except protocol.ProtocolError as exc:
+        log.warning("%s rejected a message: %s", service, exc)
+        return protocol.error(f"bad request: {exc}")
+    handler = handlers.get(message.type)
+    if handler is None:
+        log.warning("%s does not answer %r requests", service, message.type)
+        return protocol.error(f"{service} does not answer {message.type!r} requests")
+    try:
+        return protocol.ok(handler(message.body))
+    except (ValueError, LookupError) as exc:
+        return protocol.error(str(exc))
+    except Exception:
+        log.exception("%s failed on a %r request", service, message.type)
+        return protocol.error(f"{service} failed on a {message.type!r} request; see its log")
+
+
+class RequestClient:
+    """A blocking REQ client that never hangs (Lazy Pirate)."""
+
+    def __init__(self, service: str, endpoint: str, timeout: float, *, retries: int = 1,
+                 context: zmq.Context | None = None) -> None:
+        self.service = service
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.retries = retries
+        self._own_context = context is None
+        self._context = context or zmq.Context()
+        self._socket: zmq.Socket | None = None
+
+    def _fresh_socket(self) -> zmq.Socket:
+        self._drop_socket()
+        self._socket = make_socket(self._context, zmq.REQ)
+        self._socket.connect(self.endpoint)
+        return self._socket
+
+    def _drop_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def request(self, message_type: str, body: dict[str, Any] | None = None,
+                timeout: float | None = None) -> dict[str, Any]:
+        """Send one request and return the body of the "ok" reply.
+
+        The whole call, retries included, takes at most `timeout` seconds.
+        """
+        payload = protocol.encode(message_type, body)
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            sock = self._socket or self._fresh_socket()
+            sock.send(payload)
+            wait = max(0.0, (deadline - time.monotonic()) / (attempts - attempt))
+            if sock.poll(int(wait * 1000), zmq.POLLIN):
+                try:
+                    reply = protocol.decode(sock.recv())
+                except protocol.ProtocolError as exc:
+                    self._drop_socket()
+                    raise ServiceError(f"{self.service} sent a bad reply: {exc}") from None
+                if reply.type == "error":
+                    raise ServiceError(f"{self.service}: {reply.body['error']}")
+                return reply.body
+            # No answer: a REQ socket cannot send again, so start afresh (Lazy Pirate).
+            self._drop_socket()
+            log.debug("%s did not answer attempt %d at %s", self.service, attempt + 1, self.endpoint)
+        raise ServiceUnavailable(
+            f"{self.service} did not answer at {self.endpoint} within {budget:g}s; is it running?")
+
+    def close(self) -> None:
+        self._drop_socket()
+        if self._own_context:
+            self._context.term()
+
+    def __enter__(self) -> "RequestClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

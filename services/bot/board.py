@@ -1,0 +1,85 @@
+"""The status board's content, built by plain functions from the tracker's "check" answer.
+
+`board_rows` decides what the board says; the terminal and Discord renderers
+only lay it out, so both show the same thing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from common.units import human_duration, human_size
+
+BAR_WIDTH = 12
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    instance: str
+    title: str
+    bar: str
+    progress: float
+    size: str
+    eta: datetime | None
+    mark: str          # "" for a healthy mover; "STUCK 2.1 h", "soon stuck (95 min)", ...
+    severity: int      # 2 stuck/inactive, 1 soon stuck/attention/outage hold, 0 fine
+
+
+def progress_bar(percent: float, width: int = BAR_WIDTH) -> str:
+    filled = int(round(max(0.0, min(100.0, percent)) / 100 * width))
+    return "█" * filled + "░" * (width - filled)
+
+
+def parse_eta(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _mark(item: dict[str, Any]) -> tuple[str, int]:
+    stalled = human_duration(item["stalled_minutes"])
+    if item["category"] == "stuck":
+        return f"STUCK, no progress for {stalled}", 2
+    if item["category"] == "inactive":
+        return f"FAILED: {item['reason']}", 2
+    if item["category"] == "attention":
+        return "needs attention: import blocked", 1
+    if item["on_hold"]:
+        return "client outage: clock held", 1
+    if item["soon_stuck"]:
+        return f"soon stuck: no progress for {stalled}", 1
+    if item["activity"] == "unavailable":
+        return "download client unavailable", 1
+    return "", 0
+
+
+def board_rows(check: dict[str, Any]) -> list[BoardRow]:
+    """Rows for every active download and every one that needs a look, worst first."""
+    rows = []
+    for item in check["downloads"]:
+        mark, severity = _mark(item)
+        if item["activity"] != "active" and severity == 0:
+            continue  # paused, queued, completed: not the board's business
+        rows.append(BoardRow(
+            instance=item["instance"], title=item["title"], bar=progress_bar(item["progress"]),
+            progress=item["progress"], size=human_size(item["size"]), eta=parse_eta(item["eta"]),
+            mark=mark, severity=severity))
+    rows.sort(key=lambda row: (-row.severity, row.instance, row.title))
+    return rows
+
+
+def instance_lines(check: dict[str, Any]) -> list[str]:
+    lines = []
+    for instance in check["instances"]:
+        if instance["healthy"]:
+            lines.append(f"{instance['name']}: ok, {instance['records']} queue records")
+        else:
+            lines.append(f"{instance['name']}: UNHEALTHY ({instance['state']}): {instance['error']}")
+    for outage in check.get("outages", ()):
+        lines.append(f"{outage['instance']}: {outage['download_client']} stopped every download at once "
+                     "(outage); stuck clocks held")
+    return lines

@@ -1,0 +1,165 @@
+"""The `discarr` command: run each process, and ask what the bot asks.
+
+Exit codes (SPEC section 5): 0 done; 1 a service did not answer or failed;
+2 bad usage or a bad setting.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import click
+
+from common.runtime import configure_logging, stop_event_on_signals
+from common.settings import Settings, SettingsError, load_settings
+from common.sockets import RequestClient, ServiceError, ServiceUnavailable
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        click.echo(f"discarr: {exc}", err=True)
+        sys.exit(2)
+
+
+def _run_process(name: str, body: Callable[[Settings], None]) -> None:
+    settings = _settings()
+    configure_logging(name, settings.log_level)
+    try:
+        body(settings)
+    except ServiceUnavailable as exc:  # e.g. an endpoint already in use
+        click.echo(f"discarr {name}: {exc}", err=True)
+        sys.exit(1)
+
+
+def _ask_tracker(settings: Settings, message_type: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    try:
+        with RequestClient("tracker", settings.tracker_query_endpoint, settings.request_timeout_seconds) as client:
+            return client.request(message_type, body)
+    except (ServiceUnavailable, ServiceError) as exc:
+        click.echo(f"discarr: {exc}", err=True)
+        sys.exit(1)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@click.group()
+def main() -> None:
+    """discarr: find and clean up stuck Sonarr/Radarr/Lidarr/Readarr downloads."""
+
+
+@main.command()
+def poller() -> None:
+    """Run the poller: read every *arr queue, send snapshots to the tracker."""
+    from services.poller.service import run_poller
+    _run_process("poller", lambda s: run_poller(s, stop_event_on_signals()))
+
+
+@main.command()
+def tracker() -> None:
+    """Run the tracker: keep progress history, answer analysis requests."""
+    from services.tracker.service import run_tracker
+    _run_process("tracker", lambda s: run_tracker(s, stop_event_on_signals()))
+
+
+@main.command()
+def bot() -> None:
+    """Run the bot (the terminal board when DISCORD_TOKEN is unset)."""
+    from services.bot.terminal import run_terminal_board
+
+    def body(settings: Settings) -> None:
+        if settings.discord_token:
+            click.echo("discarr bot: the Discord bot is not available in this version; "
+                       "unset DISCORD_TOKEN to run the terminal board", err=True)
+            sys.exit(2)
+        run_terminal_board(settings, stop_event_on_signals())
+    _run_process("bot", body)
+
+
+@main.command()
+@click.option("--scenario", type=click.Choice(["demo", "empty"]), default="demo", show_default=True,
+              help="The downloads the simulated instances start with.")
+@click.option("--speed", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
+              help="Simulated seconds per real second.")
+def simarr(scenario: str, speed: float) -> None:
+    """Run the Sonarr/Radarr simulator for every configured instance at SIMARR_PORT.
+
+    An instance whose URL is http://127.0.0.1:SIMARR_PORT/sonarr is served at
+    the URL base /sonarr with its configured API key and kind.
+    """
+    from common.clock import SystemClock
+    from services.simarr.scenarios import build_instances
+    from services.simarr.server import SimarrServer
+
+    def body(settings: Settings) -> None:
+        specs = []
+        for instance in settings.instances:
+            parts = urlsplit(instance.url)
+            if parts.hostname in ("127.0.0.1", "localhost") and parts.port == settings.simarr_port:
+                specs.append((instance.name, instance.kind, parts.path.rstrip("/"), instance.api_key))
+        if not specs:
+            click.echo(f"discarr simarr: no configured instance has a URL at 127.0.0.1:{settings.simarr_port} "
+                       "(set e.g. SONARR_URL=http://127.0.0.1:8989/sonarr and SONARR_API_KEY)", err=True)
+            sys.exit(2)
+        server = SimarrServer(build_instances(specs, scenario, SystemClock(), speed),
+                              port=settings.simarr_port)
+        stop = stop_event_on_signals()
+        server.start_background()
+        click.echo(f"simarr serving {', '.join(s[0] for s in specs)} on port {server.port}", err=True)
+        stop.wait()
+        server.shutdown()
+    _run_process("simarr", body)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def check(as_json: bool) -> None:
+    """The current queue as the tracker sees it."""
+    from services.bot.terminal import make_console, render_board
+    answer = _ask_tracker(_settings(), "check")
+    if as_json:
+        _print_json(answer)
+    else:
+        make_console().print(render_board(answer))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def progress(as_json: bool) -> None:
+    """Tracker statistics: stuck, inactive and soon-stuck downloads, thresholds."""
+    from services.bot.terminal import make_console, render_progress
+    answer = _ask_tracker(_settings(), "progress")
+    if as_json:
+        _print_json(answer)
+    else:
+        make_console().print(render_progress(answer))
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--include-import-blocked", is_flag=True, help="Also remove downloads whose import is blocked.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, as_json: bool) -> None:
+    """Remove stuck and inactive downloads (this version: preview only, with --dry-run)."""
+    from services.bot.terminal import items_table, make_console
+    if not dry_run:
+        click.echo("discarr cleanup: removal is not available in this version; use --dry-run", err=True)
+        sys.exit(2)
+    analysis = _ask_tracker(_settings(), "analyze", {"include_import_blocked": include_import_blocked})
+    candidates = analysis["candidates"]
+    results = [dict(item, result="skipped", detail="dry run: would be removed") for item in candidates]
+    if as_json:
+        _print_json({"dry_run": True, "candidates": candidates, "results": results,
+                     "attention": analysis["attention"]})
+        return
+    console = make_console()
+    console.print(items_table("Would be removed", results, result=True))
+    if analysis["attention"] and not include_import_blocked:
+        console.print(items_table("Needs attention (kept; --include-import-blocked removes them)",
+                                  analysis["attention"]))

@@ -1,0 +1,82 @@
+"""HTTP client for one *arr instance: read its whole queue, remove downloads.
+
+Every failure becomes `ArrError` with a health state and a one-line reason
+that never contains the API key (it travels in a header, never in the URL).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import requests
+
+from common.settings import InstanceConfig
+from services.poller.normalize import normalize_record
+
+PAGE_SIZE = 1000
+MAX_PAGES = 1000  # a queue of a million records is not a queue, it is a fault
+
+
+class ArrError(Exception):
+    def __init__(self, state: str, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
+class ArrClient:
+    def __init__(self, instance: InstanceConfig, timeout: float) -> None:
+        self.instance = instance
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers.update({"X-Api-Key": instance.api_key, "Accept": "application/json"})
+        self.api_root = f"{instance.url}/api/{instance.api_version}"
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = f"{self.api_root}/{path}"
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.Timeout:
+            raise ArrError("unreachable", f"no answer from {self.instance.url} within {self.timeout:g}s") from None
+        except requests.ConnectionError:
+            raise ArrError("unreachable", f"cannot connect to {self.instance.url}") from None
+        except requests.RequestException as exc:
+            raise ArrError("unreachable", f"request to {self.instance.url} failed: {type(exc).__name__}") from None
+        if response.status_code in (401, 403):
+            raise ArrError("unauthorized", f"{self.instance.url} refused the API key (HTTP {response.status_code})")
+        return response
+
+    def _json(self, response: requests.Response) -> Any:
+        if response.status_code != 200:
+            raise ArrError("bad_response", f"{self.instance.url} answered HTTP {response.status_code}")
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("Content-Type", "unknown type").split(";")[0]
+            raise ArrError("bad_response", f"{self.instance.url} answered {kind}, not JSON "
+                                           "(wrong URL, or a login page in front?)") from None
+
+    def _page(self, page: int) -> tuple[int, list]:
+        params = {"page": page, "pageSize": PAGE_SIZE, "sortKey": "added",
+                  "sortDirection": "ascending", "includeUnknownSeriesItems": "true"}
+        body = self._json(self._call("GET", "queue", params=params))
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list) \
+                or not isinstance(body.get("totalRecords"), int):
+            raise ArrError("bad_response", f"{self.instance.url} answered JSON that is not a queue page")
+        return body["totalRecords"], body["records"]
+
+    def fetch_queue(self) -> list[dict[str, Any]]:
+        """Every record of the queue, normalised, reading all pages."""
+        total, records = self._page(1)
+        pages = min(MAX_PAGES, math.ceil(total / PAGE_SIZE))
+        for page in range(2, pages + 1):
+            records.extend(self._page(page)[1])
+        normalised: dict[int, dict[str, Any]] = {}
+        for raw in records:
+            record = normalize_record(raw) if isinstance(raw, dict) else None
+            if record is not None:  # a record moved between pages shows up twice: keep one
+                normalised[record["id"]] = record
+        return list(normalised.values())
+
+    def close(self) -> None:
+        self.session.close()

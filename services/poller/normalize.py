@@ -1,0 +1,44 @@
+"""Turn one *arr queue record into discarr's normalised record (protocol.RECORD_FIELDS).
+
+The *arrs omit null fields, some send sizes as decimals, Sonarr v5 spells
+`sizeLeft`, and a broken server may send anything: this is the one place that
+copes, so the tracker can trust every field's type.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def _bytes(value: Any) -> int:
+    """A size as sent by the *arr (int, decimal or missing) in whole bytes."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return 0
+    return max(0, int(value))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def normalize_record(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The normalised record, or None when it has no usable queue id."""
+    queue_id = raw.get("id")
+    if isinstance(queue_id, bool) or not isinstance(queue_id, int):
+        return None
+    size = _bytes(raw.get("size"))
+    sizeleft = _bytes(raw.get("sizeleft", raw.get("sizeLeft")))
+    return {
+        "id": queue_id,
+        "download_id": _text(raw.get("downloadId")),
+        "title": _text(raw.get("title")) or f"queue item {queue_id}",
+        "status": _text(raw.get("status")) or "unknown",
+        "tracked_status": _text(raw.get("trackedDownloadStatus")),
+        "tracked_state": _text(raw.get("trackedDownloadState")),
+        "error_message": _text(raw.get("errorMessage")),
+        "size": size,
+        "sizeleft": min(sizeleft, size),
+        "eta": _text(raw.get("estimatedCompletionTime")),
+        "added": _text(raw.get("added")),
+        "protocol": _text(raw.get("protocol")),
+        "download_client": _text(raw.get("downloadClient")),
+    }

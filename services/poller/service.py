@@ -1,0 +1,110 @@
+"""The poller process: reads every *arr queue and PUSHes one snapshot per instance.
+
+Each instance is polled by its own thread on its own schedule, so a slow or
+dead instance never delays another. Only the main thread touches the ZeroMQ
+socket (sockets are not thread-safe). While the tracker is away, only the
+newest snapshot of each instance is kept: memory stays bounded, and the
+tracker is current with the first snapshot it receives after its return.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from common import protocol
+from common.clock import Clock, SystemClock
+from common.settings import InstanceConfig, Settings
+from common.sockets import make_socket
+from services.poller.arr_client import ArrClient, ArrError
+
+log = logging.getLogger(__name__)
+
+
+def take_snapshot(client: ArrClient, clock: Clock) -> dict[str, Any]:
+    """One instance's queue as a snapshot body; a failure is reported as health, not raised."""
+    started = time.monotonic()
+    taken_at = clock.now()
+    try:
+        records: list | None = client.fetch_queue()
+        health = {"state": "ok", "error": None}
+    except ArrError as exc:
+        records, health = None, {"state": exc.state, "error": exc.reason}
+    return {"instance": client.instance.name, "kind": client.instance.kind, "taken_at": taken_at,
+            "poll_seconds": time.monotonic() - started, "health": health, "records": records}
+
+
+class InstancePoller(threading.Thread):
+    """Polls one instance every interval and hands each snapshot to the sender."""
+
+    def __init__(self, instance: InstanceConfig, settings: Settings, outbox: "queue.Queue[dict]",
+                 stop: threading.Event, clock: Clock) -> None:
+        super().__init__(name=f"poll-{instance.name}", daemon=True)
+        self.client = ArrClient(instance, settings.request_timeout_seconds)
+        self.interval = settings.poll_interval_seconds
+        self.outbox, self.stop, self.clock = outbox, stop, clock
+        self._last_state = "ok"
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            snapshot = take_snapshot(self.client, self.clock)
+            self._log_health(snapshot["health"])
+            self.outbox.put(snapshot)
+            self.stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        self.client.close()
+
+    def _log_health(self, health: dict) -> None:
+        # Log changes of health, not every failed poll.
+        if health["state"] != self._last_state:
+            if health["state"] == "ok":
+                log.info("%s is healthy again", self.client.instance.name)
+            else:
+                log.warning("%s is unhealthy: %s", self.client.instance.name, health["error"])
+            self._last_state = health["state"]
+
+
+def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = None) -> None:
+    clock = clock or SystemClock()
+    if not settings.instances:
+        log.warning("no *arr instance is configured (set SONARR_API_KEY, RADARR_API_KEY, ...)")
+    outbox: "queue.Queue[dict]" = queue.Queue()
+    pollers = [InstancePoller(i, settings, outbox, stop, clock) for i in settings.instances]
+    context = zmq.Context()
+    push = make_socket(context, zmq.PUSH, sndhwm=max(1, len(pollers)))
+    push.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a tracker that is not there
+    push.connect(settings.tracker_ingest_endpoint)
+    pending: dict[str, dict] = {}  # instance -> newest snapshot not yet delivered
+    tracker_away = False
+    try:
+        for poller in pollers:
+            poller.start()
+        log.info("polling %s every %gs", ", ".join(i.name for i in settings.instances) or "nothing",
+                 settings.poll_interval_seconds)
+        while not stop.is_set():
+            try:
+                snapshot = outbox.get(timeout=0.2)
+                pending[snapshot["instance"]] = snapshot
+            except queue.Empty:
+                pass
+            for name in list(pending):
+                try:
+                    push.send(protocol.encode("snapshot", pending[name]), zmq.NOBLOCK)
+                    del pending[name]
+                    if tracker_away:
+                        log.info("tracker is back; delivering snapshots")
+                        tracker_away = False
+                except zmq.Again:
+                    if not tracker_away:
+                        log.warning("tracker is not receiving at %s; keeping only the newest snapshot "
+                                    "of each instance until it is back", settings.tracker_ingest_endpoint)
+                        tracker_away = True
+                    break
+    finally:
+        stop.set()
+        push.close(linger=0)
+        context.term()

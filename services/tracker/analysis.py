@@ -1,0 +1,143 @@
+"""What "active", "stuck", "inactive" and "needs attention" mean (SPEC section 3).
+
+Pure functions over queue records and `DownloadHistory`: no sockets, no clock
+of their own. Statuses are matched on the *arr's enum values, never on
+English message text (servers translate it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from common.units import human_duration, human_size
+from services.tracker.history import DetectionConfig, DownloadHistory
+
+FAILED_STATES = {"failed", "failedPending", "downloadFailed", "downloadFailedPending"}
+IMPORT_BLOCKED_STATES = {"importBlocked", "importFailed"}
+SOON_STUCK_FRACTION = 0.75
+
+
+def classify(record: dict[str, Any]) -> str:
+    """One record's activity: "failed", "attention", "active", "unavailable" or "idle"."""
+    status, state = record["status"], record["tracked_state"]
+    if status == "downloadClientUnavailable":
+        return "unavailable"
+    if status == "failed" or state in FAILED_STATES:
+        return "failed"
+    if state in IMPORT_BLOCKED_STATES:
+        return "attention"
+    if status == "downloading" or (status == "warning" and state == "downloading"):
+        return "active"
+    if status == "queued" and (record["error_message"] or record["size"] == 0):
+        return "active"  # a magnet whose metadata never came, or a client error while queued
+    return "idle"
+
+
+def classify_download(records: list[dict[str, Any]]) -> str:
+    """A download's activity: its records' one activity, or "idle" when they disagree (never removed)."""
+    kinds = {classify(record) for record in records}
+    return kinds.pop() if len(kinds) == 1 else "idle"
+
+
+def measure(records: list[dict[str, Any]]) -> tuple[int, int, int, float]:
+    """(size, sizeleft, downloaded bytes, progress %) of a download.
+
+    A season pack repeats the pack's full size on every record: take it once.
+    """
+    size = max(record["size"] for record in records)
+    sizeleft = max((record["sizeleft"] for record in records if record["size"] == size), default=0)
+    downloaded = size - sizeleft
+    progress = 100.0 * downloaded / size if size > 0 else 0.0
+    return size, sizeleft, downloaded, progress
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One download as the analysis sees it now."""
+
+    history: DownloadHistory
+    category: str | None        # "stuck", "inactive", "attention" or None
+    soon_stuck: bool
+    stalled_s: float            # seconds (holds excluded) without meaningful progress; 0 when moving
+    stalled_from: float | None  # when that stretch began
+    start_bytes: int
+    start_progress: float
+    reason: str
+    completion_at: float | None = None  # estimated from the measured rate, for movers
+
+    def item(self) -> dict[str, Any]:
+        """The ITEM of SPEC section 5, plus its evidence."""
+        records = self.history.records
+        size, sizeleft, downloaded, progress = measure(records)
+        first = records[0]
+        return {
+            "instance": self.history.instance,
+            "download_id": self.history.key,
+            "queue_ids": sorted(record["id"] for record in records),
+            "title": first["title"],
+            "status": first["status"],
+            "category": self.category,
+            "progress": round(progress, 2),
+            "size": size,
+            "sizeleft": sizeleft,
+            "stalled_minutes": round(self.stalled_s / 60.0, 2),
+            "reason": self.reason,
+            "activity": self.history.activity,
+            "soon_stuck": self.soon_stuck,
+            "on_hold": self.history.on_hold,
+            "eta": first["eta"],
+            "protocol": first["protocol"],
+            "download_client": first["download_client"],
+            "estimated_completion": self.completion_at,
+            "evidence": {
+                "since": self.stalled_from,
+                "start_bytes": self.start_bytes, "end_bytes": downloaded,
+                "start_progress": round(self.start_progress, 2), "end_progress": round(progress, 2),
+            },
+        }
+
+
+def _minutes(seconds: float) -> str:
+    return human_duration(seconds / 60.0)
+
+
+def examine(history: DownloadHistory, now: float, config: DetectionConfig) -> Finding:
+    records = history.records
+    _, _, downloaded, progress = measure(records)
+    first = records[0]
+    if history.activity == "failed":
+        state = first["tracked_state"] or first["status"]
+        return Finding(history, "inactive", False, 0.0, None, downloaded, progress,
+                       f"the {history.instance} download failed ({state})")
+    if history.error_since is not None:
+        errored = now - history.error_since
+        if errored >= config.threshold_s and history.activity != "attention":
+            return Finding(history, "inactive", False, errored, history.error_since, downloaded, progress,
+                           f"{history.instance} has reported an error for {_minutes(errored)}")
+    if history.activity == "attention":
+        return Finding(history, "attention", False, 0.0, None, downloaded, progress,
+                       "completed but import is blocked: needs a human")
+    stretch = history.stalled_since(now, downloaded, progress, config)
+    if stretch is None:
+        return Finding(history, None, False, 0.0, None, downloaded, progress, history.activity)
+    since, start = stretch
+    stalled = history.counted_seconds(since, now)
+    moved = downloaded - start[1]
+    if stalled >= config.threshold_s:
+        reason = (f"no progress for {_minutes(stalled)}: {progress - start[2]:+.2f} points, "
+                  f"{human_size(moved)} downloaded (thresholds {config.min_progress:g} points, "
+                  f"{human_size(config.min_bytes)})")
+        return Finding(history, "stuck", False, stalled, since, start[1], start[2], reason)
+    soon = stalled >= SOON_STUCK_FRACTION * config.threshold_s
+    reason = (f"no progress for {_minutes(stalled)}, stuck in {_minutes(config.threshold_s - stalled)}"
+              if soon else "downloading")
+    if history.on_hold:
+        reason = "clock held: its download client stopped all downloads at once (outage)"
+    size, sizeleft, _, _ = measure(records)
+    rate = history.rate(now, downloaded, config.threshold_s)
+    completion = now + sizeleft / rate if rate > 0 and size > 0 else None
+    return Finding(history, None, soon, stalled, since, start[1], start[2], reason, completion)
+
+
+def examine_all(histories: Iterable[DownloadHistory], now: float, config: DetectionConfig) -> list[Finding]:
+    return [examine(history, now, config) for history in histories]

@@ -1,0 +1,175 @@
+"""Progress history of one download, kept as change points.
+
+A point is stored only when the download's bytes or progress moved by a step
+(a tenth of the thresholds) or its activity changed, never once per poll. The
+stored series is a step function that never overstates how far a download had
+got, so the growth the analysis measures is never understated: thinning or
+rounding can delay a "stuck" verdict, never invent one.
+
+Thinning keeps `max_points` points that always reach back over the stuck
+threshold: first points older than the history window go, then points before
+the window's anchor, then the interior point closest in time to its neighbour.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# A point is (time, downloaded bytes, progress percent, activity code).
+Point = list  # [float, int, float, str]
+
+STEP_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    threshold_s: float = 7200.0
+    min_progress: float = 1.0
+    min_bytes: float = 104857600.0
+    history_s: float = 4 * 3600.0
+    max_points: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "DetectionConfig":
+        return cls(threshold_s=settings.stuck_threshold_seconds,
+                   min_progress=settings.min_progress_change,
+                   min_bytes=settings.min_size_change,
+                   history_s=settings.progress_history_hours * 3600.0,
+                   max_points=settings.max_snapshots_per_download)
+
+
+@dataclass
+class DownloadHistory:
+    """What the tracker knows of one download (instance, download key)."""
+
+    instance: str
+    key: str
+    first_seen: float
+    title: str = ""
+    activity: str = "idle"            # see analysis.classify
+    active_since: float | None = None  # start of the current unbroken active stretch
+    error_since: float | None = None   # start of an unbroken trackedDownloadStatus "error"
+    moving: bool = False               # bytes rose at the last poll (outage guard)
+    was_moving: bool = False           # bytes rose at the poll before
+    last_bytes: int = 0                # bytes at the last poll
+    held: list = field(default_factory=list)  # [start, end|None] spans when an outage held the clock
+    points: list = field(default_factory=list)
+    records: list = field(default_factory=list)  # the latest queue records of this download
+
+    # --- recording -------------------------------------------------------
+    def observe(self, now: float, downloaded: int, progress: float, activity: str,
+                tracked_error: bool, config: DetectionConfig) -> None:
+        last = self.points[-1] if self.points else None
+        self.was_moving = self.moving
+        self.moving = last is not None and downloaded > self.last_bytes
+        self.last_bytes = downloaded
+        if activity != self.activity or last is None:
+            self.active_since = now if activity == "active" else None
+        self.activity = activity
+        if tracked_error:
+            self.error_since = self.error_since if self.error_since is not None else now
+        else:
+            self.error_since = None
+        if (last is None or activity != last[3]
+                or abs(downloaded - last[1]) >= config.min_bytes * STEP_FRACTION
+                or abs(progress - last[2]) >= config.min_progress * STEP_FRACTION):
+            self.points.append([now, downloaded, progress, activity])
+        self._thin(now, config)
+
+    def _thin(self, now: float, config: DetectionConfig) -> None:
+        horizon = now - max(config.history_s, config.threshold_s)
+        anchor = self._anchor_index(now - config.threshold_s - self.held_seconds(now))
+        # Points before the anchor only serve charts: age them out first.
+        drop = 0
+        while drop < anchor and self.points[drop + 1][0] <= horizon:
+            drop += 1
+        excess = len(self.points) - drop - config.max_points
+        if excess > 0:
+            drop += min(excess, anchor - drop)
+        if drop:
+            del self.points[:drop]
+            anchor -= drop
+        while len(self.points) > config.max_points:
+            # Merge the interior point closest in time to its predecessor; never the anchor or the newest.
+            # max_points >= 2 and everything before the anchor is gone, so this range is never empty.
+            candidates = range(anchor + 1, len(self.points) - 1)
+            victim = min(candidates, key=lambda i: self.points[i][0] - self.points[i - 1][0])
+            del self.points[victim]
+        cutoff = now - config.history_s
+        self.held = [span for span in self.held if span[1] is None or span[1] > cutoff]
+
+    def _anchor_index(self, window_start: float) -> int:
+        """Index of the newest point at or before window_start (0 when none is)."""
+        index = 0
+        for i, point in enumerate(self.points):
+            if point[0] <= window_start:
+                index = i
+            else:
+                break
+        return index
+
+    # --- the outage guard's hold on the clock -----------------------------
+    def hold(self, now: float) -> None:
+        if not self.held or self.held[-1][1] is not None:
+            self.held.append([now, None])
+
+    def release(self, now: float) -> None:
+        if self.held and self.held[-1][1] is None:
+            self.held[-1][1] = now
+
+    @property
+    def on_hold(self) -> bool:
+        return bool(self.held) and self.held[-1][1] is None
+
+    def held_seconds(self, now: float, since: float = float("-inf")) -> float:
+        return sum(max(0.0, (end if end is not None else now) - max(start, since))
+                   for start, end in self.held)
+
+    def counted_seconds(self, start: float, now: float) -> float:
+        """Seconds from start to now that count towards the threshold (holds excluded)."""
+        return max(0.0, now - start - self.held_seconds(now, since=start))
+
+    # --- questions the analysis asks --------------------------------------
+    def stalled_since(self, now: float, downloaded: int, progress: float,
+                      config: DetectionConfig) -> tuple[float, Point] | None:
+        """Start of the current active stretch over which bytes and progress rose by less than the thresholds.
+
+        Returns (start time, the point at the start); None when the download is not active.
+        """
+        if self.active_since is None or not self.points:
+            return None
+        start = None
+        for point in reversed(self.points):
+            if point[0] < self.active_since:
+                break
+            if downloaded - point[1] >= config.min_bytes or progress - point[2] >= config.min_progress:
+                break
+            start = point
+        if start is None:  # it moved by a threshold since the newest point: no stretch at all
+            return now, [now, downloaded, progress, self.activity]
+        return max(start[0], self.active_since), start
+
+    def rate(self, now: float, downloaded: int, window_s: float) -> float:
+        """Bytes per second measured over the active part of the last window_s seconds."""
+        if self.active_since is None:
+            return 0.0
+        since = max(now - window_s, self.active_since)
+        reference = next((p for p in self.points if p[0] >= since), None)
+        if reference is None or now <= reference[0]:
+            return 0.0
+        return max(0.0, (downloaded - reference[1]) / (now - reference[0]))
+
+    # --- checkpoint --------------------------------------------------------
+    def to_state(self) -> dict:
+        return {"instance": self.instance, "key": self.key, "first_seen": self.first_seen,
+                "title": self.title, "activity": self.activity, "active_since": self.active_since,
+                "error_since": self.error_since, "held": self.held, "points": self.points,
+                "records": self.records, "last_bytes": self.last_bytes}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "DownloadHistory":
+        return cls(instance=state["instance"], key=state["key"], first_seen=state["first_seen"],
+                   title=state["title"], activity=state["activity"],
+                   active_since=state["active_since"], error_since=state["error_since"],
+                   held=state["held"], points=state["points"], records=state["records"],
+                   last_bytes=state["last_bytes"])

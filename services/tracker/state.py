@@ -1,0 +1,146 @@
+"""The tracker's memory: the latest queue and health of each instance, and every download's history.
+
+`Tracker.ingest` takes one instance's snapshot and touches only that
+instance's downloads; the query methods build the answers of the protocol's
+"check", "progress", "analyze" and "history" requests. Nothing here knows
+about sockets, files or the wall clock.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from common.clock import Clock
+from services.tracker.analysis import Finding, classify_download, examine, measure
+from services.tracker.history import DetectionConfig, DownloadHistory
+
+OUTAGE_MIN_DOWNLOADS = 3
+
+
+@dataclass
+class InstanceState:
+    name: str
+    kind: str
+    health: str = "ok"
+    error: str | None = None
+    last_snapshot_at: float | None = None
+    records: int = 0
+
+
+def download_key(record: dict[str, Any]) -> str:
+    """A download is its downloadId; a record without one is its own download."""
+    return record["download_id"] or f"queue:{record['id']}"
+
+
+class Tracker:
+    def __init__(self, config: DetectionConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.instances: dict[str, InstanceState] = {}
+        # instance -> download key -> history; one instance's snapshot replaces only its own dict.
+        self.downloads: dict[str, dict[str, DownloadHistory]] = {}
+        self.outages: dict[tuple[str, str], float] = {}  # (instance, client) -> since
+
+    # --- ingest ------------------------------------------------------------
+    def ingest(self, snapshot: dict[str, Any]) -> None:
+        name = snapshot["instance"]
+        instance = self.instances.setdefault(name, InstanceState(name, snapshot["kind"]))
+        instance.kind = snapshot["kind"]
+        instance.health = snapshot["health"]["state"]
+        instance.error = snapshot["health"].get("error")
+        instance.last_snapshot_at = self.clock.now()
+        if snapshot["records"] is None:
+            return  # an unhealthy poll says nothing about the queue: keep every history
+        now = self.clock.now()
+        grouped: dict[str, list[dict]] = defaultdict(list)
+        for record in snapshot["records"]:
+            grouped[download_key(record)].append(record)
+        instance.records = len(snapshot["records"])
+        previous = self.downloads.get(name, {})
+        current: dict[str, DownloadHistory] = {}
+        for key, records in grouped.items():
+            history = previous.get(key) or DownloadHistory(instance=name, key=key, first_seen=now)
+            history.records = records
+            history.title = records[0]["title"]
+            _, _, downloaded, progress = measure(records)
+            tracked_error = any(record["tracked_status"] == "error" for record in records)
+            history.observe(now, downloaded, progress, classify_download(records), tracked_error, self.config)
+            current[key] = history
+        self.downloads[name] = current  # downloads that left the queue leave the tracker
+        self._guard_outages(name, current.values(), now)
+
+    def _guard_outages(self, instance: str, histories: Any, now: float) -> None:
+        """Hold the clocks of a download client whose active downloads all stopped at once."""
+        by_client: dict[str, list[DownloadHistory]] = defaultdict(list)
+        for history in histories:
+            if history.activity == "active":
+                by_client[history.records[0]["download_client"] or "unknown"].append(history)
+        for key in [k for k in self.outages if k[0] == instance and k[1] not in by_client]:
+            del self.outages[key]
+        for client, group in by_client.items():
+            key = (instance, client)
+            moving = any(h.moving for h in group)
+            stopped_now = sum(1 for h in group if h.was_moving and not h.moving)
+            if key not in self.outages and not moving and stopped_now >= OUTAGE_MIN_DOWNLOADS:
+                self.outages[key] = now
+            if key in self.outages:
+                if moving:
+                    del self.outages[key]
+                    for history in group:
+                        history.release(now)
+                else:
+                    for history in group:
+                        history.hold(now)
+
+    # --- queries -------------------------------------------------------------
+    def findings(self) -> list[Finding]:
+        now = self.clock.now()
+        return [examine(history, now, self.config)
+                for histories in self.downloads.values() for history in histories.values()]
+
+    def instance_report(self) -> list[dict[str, Any]]:
+        now = self.clock.now()
+        return [{"name": i.name, "kind": i.kind, "healthy": i.health == "ok", "state": i.health,
+                 "error": i.error, "records": i.records,
+                 "last_snapshot_age_s": None if i.last_snapshot_at is None else round(now - i.last_snapshot_at, 3)}
+                for i in sorted(self.instances.values(), key=lambda i: i.name)]
+
+    def outage_report(self) -> list[dict[str, Any]]:
+        return [{"instance": instance, "download_client": client, "since": since}
+                for (instance, client), since in sorted(self.outages.items())]
+
+    def check(self) -> dict[str, Any]:
+        items = [finding.item() for finding in self.findings()]
+        items.sort(key=lambda item: (item["instance"], item["title"]))
+        return {"instances": self.instance_report(), "outages": self.outage_report(), "downloads": items,
+                "tracked": len(items)}
+
+    def progress(self, config_report: dict[str, Any]) -> dict[str, Any]:
+        findings = self.findings()
+        def items(category: str) -> list[dict]:
+            return [f.item() for f in findings if f.category == category]
+        return {
+            "tracked": len(findings),
+            "stuck": items("stuck"),
+            "inactive": items("inactive"),
+            "soon_stuck": [f.item() for f in findings if f.soon_stuck],
+            "attention": items("attention"),
+            "outages": self.outage_report(),
+            "instances": self.instance_report(),
+            "config": config_report,
+        }
+
+    def analyze(self, include_import_blocked: bool) -> dict[str, Any]:
+        categories = {"stuck", "inactive"} | ({"attention"} if include_import_blocked else set())
+        findings = self.findings()
+        return {"candidates": [f.item() for f in findings if f.category in categories],
+                "attention": [f.item() for f in findings if f.category == "attention"]}
+
+    def history(self, instance: str, key: str) -> dict[str, Any]:
+        history = self.downloads.get(instance, {}).get(key)
+        if history is None:
+            raise LookupError(f"no download {key!r} is tracked on {instance!r}")
+        return {"instance": instance, "download_id": key, "title": history.title,
+                "points": [{"t": p[0], "bytes": p[1], "progress": p[2], "activity": p[3]}
+                           for p in history.points]}

@@ -1,0 +1,228 @@
+"""The stuck and inactive rules of SPEC section 3, with a clock the tests move."""
+import pytest
+
+from common.clock import ManualClock
+from services.tracker.history import DetectionConfig
+from services.tracker.state import Tracker
+from tests.records import GB, MB, record, snapshot
+
+THRESHOLD = 120 * 60
+POLL = 30
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+@pytest.fixture
+def tracker(clock):
+    return Tracker(DetectionConfig(threshold_s=THRESHOLD), clock)
+
+
+def poll(tracker, clock, instance, records, seconds=POLL):
+    tracker.ingest(snapshot(instance, records))
+    clock.advance(seconds)
+
+
+def found(tracker, category):
+    return sorted(item["download_id"] for item in tracker.progress({})[category])
+
+
+def test_a_stalled_download_is_stuck_at_the_threshold_and_not_a_poll_before(tracker, clock):
+    # It moves for ten minutes, then nothing: stuck exactly THRESHOLD after its last move.
+    downloaded = 0
+    for _ in range(20):
+        downloaded += 200 * MB
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=downloaded)])
+    stalled_at = clock.now() - POLL  # the last poll that saw it move
+    while clock.now() < stalled_at + THRESHOLD:
+        tracker.ingest(snapshot("sonarr", [record(1, "A", downloaded=downloaded)]))
+        assert found(tracker, "stuck") == [], f"stuck {clock.now() - stalled_at}s after its last move"
+        clock.advance(POLL)
+    tracker.ingest(snapshot("sonarr", [record(1, "A", downloaded=downloaded)]))
+    assert found(tracker, "stuck") == ["A"]
+    item = tracker.progress({})["stuck"][0]
+    assert item["stalled_minutes"] == pytest.approx(120)
+    assert item["category"] == "stuck"
+    assert item["evidence"]["start_bytes"] == item["evidence"]["end_bytes"] == downloaded
+
+
+def test_a_download_seen_for_less_than_the_threshold_is_never_stuck(tracker, clock):
+    for _ in range(THRESHOLD // POLL):
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
+    clock.advance(-1)  # one second short of the threshold since it was first seen
+    assert found(tracker, "stuck") == []
+    clock.advance(1)
+    assert found(tracker, "stuck") == ["A"]
+
+
+def test_a_huge_download_moving_500mb_in_two_hours_is_not_stuck(tracker, clock):
+    size = 200 * GB  # 500 MB is a quarter of a percent: only the bytes rule keeps it alive
+    for step in range(2 * THRESHOLD // POLL):
+        poll(tracker, clock, "radarr", [record(1, "BIG", size=size, downloaded=step * 500 * MB * POLL // THRESHOLD)])
+    assert found(tracker, "stuck") == []
+
+
+def test_a_small_download_moving_10mb_in_two_hours_is_not_stuck(tracker, clock):
+    size = 50 * MB  # 10 MB is twenty points: only the progress rule keeps it alive
+    for step in range(2 * THRESHOLD // POLL):
+        poll(tracker, clock, "radarr", [record(1, "SMALL", size=size, downloaded=step * 10 * MB * POLL // THRESHOLD)])
+    assert found(tracker, "stuck") == []
+
+
+def test_a_slow_crawl_below_both_thresholds_is_stuck(tracker, clock):
+    size = 200 * GB  # 50 MB in two hours: under 100 MB and under one point
+    for step in range(THRESHOLD // POLL + 2):
+        poll(tracker, clock, "radarr", [record(1, "CRAWL", size=size, downloaded=step * 50 * MB * POLL // THRESHOLD)])
+    assert found(tracker, "stuck") == ["CRAWL"]
+
+
+def test_a_pause_in_the_middle_restarts_the_clock(tracker, clock):
+    for _ in range(THRESHOLD // POLL // 2):
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
+    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB, status="paused")])
+    for _ in range(THRESHOLD // POLL - 1):
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
+    assert found(tracker, "stuck") == []  # 1.5 thresholds since first seen, but not unbroken
+    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
+    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
+    assert found(tracker, "stuck") == ["A"]
+
+
+@pytest.mark.parametrize("status, state, error, size, active", [
+    ("downloading", "downloading", None, GB, True),
+    ("warning", "downloading", "The download is stalled with no connections", GB, True),
+    ("queued", "downloading", "qBittorrent is downloading metadata", 0, True),
+    ("queued", "downloading", None, 0, True),
+    ("queued", "downloading", None, GB, False),
+    ("paused", "downloading", None, GB, False),
+    ("delay", "downloading", None, GB, False),
+    ("completed", "importPending", None, GB, False),
+    ("downloadClientUnavailable", "downloading", None, GB, False),
+])
+def test_which_statuses_count_as_active(tracker, clock, status, state, error, size, active):
+    for _ in range(THRESHOLD // POLL + 2):
+        poll(tracker, clock, "sonarr", [record(1, "A", size=size, downloaded=0, status=status,
+                                               tracked_state=state, error_message=error)])
+    assert found(tracker, "stuck") == (["A"] if active else [])
+
+
+def test_a_season_pack_is_one_download(tracker, clock):
+    pack = [record(i, "PACK", size=20 * GB, downloaded=5 * GB) for i in range(1, 9)]
+    for _ in range(THRESHOLD // POLL + 2):
+        poll(tracker, clock, "sonarr", pack)
+    progress = tracker.progress({})
+    assert progress["tracked"] == 1
+    [item] = progress["stuck"]
+    assert item["queue_ids"] == list(range(1, 9))
+    assert item["size"] == 20 * GB  # the pack's size repeated on every record, not added up
+    assert item["progress"] == 25.0
+
+
+def test_a_record_without_download_id_is_its_own_download(tracker, clock):
+    poll(tracker, clock, "sonarr", [record(7, None), record(8, None)])
+    assert tracker.progress({})["tracked"] == 2
+
+
+def test_failed_downloads_are_inactive_at_once(tracker, clock):
+    poll(tracker, clock, "sonarr", [
+        record(1, "F1", status="failed", tracked_status="error", tracked_state="failed"),
+        record(2, "F2", status="completed", tracked_status="warning", tracked_state="failedPending"),
+        record(3, "F3", status="completed", tracked_status="warning", tracked_state="downloadFailedPending"),
+    ])
+    assert found(tracker, "inactive") == ["F1", "F2", "F3"]
+
+
+def test_a_tracked_error_is_inactive_only_after_the_threshold(tracker, clock):
+    def errored():
+        return [record(1, "E", status="completed", tracked_status="error", tracked_state="importPending")]
+    for _ in range(THRESHOLD // POLL):
+        poll(tracker, clock, "sonarr", errored())
+    clock.advance(-1)
+    assert found(tracker, "inactive") == []
+    clock.advance(1)
+    assert found(tracker, "inactive") == ["E"]
+
+
+def test_import_blocked_needs_attention_and_is_no_candidate_by_default(tracker, clock):
+    poll(tracker, clock, "radarr", [record(1, "IB", status="completed", tracked_status="warning",
+                                           tracked_state="importBlocked", downloaded=10 * GB)])
+    assert found(tracker, "attention") == ["IB"]
+    assert tracker.analyze(include_import_blocked=False)["candidates"] == []
+    assert [c["download_id"] for c in tracker.analyze(include_import_blocked=True)["candidates"]] == ["IB"]
+
+
+def test_two_instances_polled_alternately_keep_both_histories(tracker, clock):
+    for _ in range(THRESHOLD // (2 * POLL) + 2):
+        poll(tracker, clock, "sonarr", [record(1, "S", downloaded=GB)], seconds=POLL)
+        poll(tracker, clock, "radarr", [record(1, "R", downloaded=GB)], seconds=POLL)
+    assert found(tracker, "stuck") == ["R", "S"]
+
+
+def test_an_unhealthy_poll_wipes_no_history(tracker, clock):
+    for _ in range(THRESHOLD // POLL + 2):
+        poll(tracker, clock, "sonarr", [record(1, "S", downloaded=GB)])
+    poll(tracker, clock, "sonarr", None)
+    tracker.ingest(snapshot("sonarr", None, state="unreachable", error="cannot connect"))
+    assert found(tracker, "stuck") == ["S"]
+    [health] = tracker.progress({})["instances"]
+    assert health == {"name": "sonarr", "kind": "sonarr", "healthy": False, "state": "unreachable",
+                      "error": "cannot connect", "records": 1, "last_snapshot_age_s": 0.0}
+
+
+def test_downloads_that_leave_the_queue_leave_the_tracker(tracker, clock):
+    poll(tracker, clock, "sonarr", [record(1, "A"), record(2, "B")])
+    poll(tracker, clock, "sonarr", [record(2, "B")])
+    assert [item["download_id"] for item in tracker.check()["downloads"]] == ["B"]
+
+
+def test_a_client_outage_holds_the_clocks_instead_of_reporting_everything_stuck(tracker, clock):
+    def queue(moved):
+        return [record(i, f"D{i}", downloaded=moved + i * MB) for i in range(1, 5)]
+    for step in range(1, 6):
+        poll(tracker, clock, "sonarr", queue(step * 500 * MB))
+    for _ in range(2 * THRESHOLD // POLL):  # the client dies: every download stops in the same poll
+        poll(tracker, clock, "sonarr", queue(5 * 500 * MB))
+    progress = tracker.progress({})
+    assert progress["stuck"] == []
+    assert progress["outages"] == [{"instance": "sonarr", "download_client": "qBittorrent",
+                                    "since": pytest.approx(clock.now() - 2 * THRESHOLD, abs=POLL)}]
+    poll(tracker, clock, "sonarr", queue(5 * 500 * MB + 200 * MB))  # it comes back
+    assert tracker.progress({})["outages"] == []
+
+
+def test_history_reaches_back_over_the_threshold_at_a_5s_poll_with_50_points(clock):
+    tracker = Tracker(DetectionConfig(threshold_s=THRESHOLD, max_points=50), clock)
+    downloaded = 0
+    for _ in range(3 * THRESHOLD // 5):
+        downloaded += 3 * MB  # every poll moves it past the point step
+        poll(tracker, clock, "sonarr", [record(1, "A", size=500 * GB, downloaded=downloaded)], seconds=5)
+        points = tracker.downloads["sonarr"]["A"].points
+        assert len(points) <= 50
+    assert clock.now() - 5 - points[0][0] >= THRESHOLD
+
+
+def test_the_history_query_returns_the_points(tracker, clock):
+    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
+    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=2 * GB)])
+    history = tracker.history("sonarr", "A")
+    assert [p["bytes"] for p in history["points"]] == [GB, 2 * GB]
+    with pytest.raises(LookupError, match="no download 'Z'"):
+        tracker.history("sonarr", "Z")
+
+
+def test_soon_stuck_past_three_quarters_and_a_completion_estimate_for_movers(tracker, clock):
+    for step in range(10):
+        poll(tracker, clock, "sonarr", [record(1, "STALL", downloaded=GB),
+                                        record(2, "MOVE", size=10 * GB, downloaded=step * 60 * MB)], seconds=60)
+    # 10 minutes: MOVE moves 1 MB/s with 9.5 GB... left; STALL is not yet soon stuck.
+    items = {item["download_id"]: item for item in tracker.check()["downloads"]}
+    assert not items["STALL"]["soon_stuck"]
+    remaining = 10 * GB - 9 * 60 * MB
+    assert items["MOVE"]["estimated_completion"] == pytest.approx(clock.now() + remaining / MB, rel=0.15)
+    assert items["STALL"]["estimated_completion"] is None
+    clock.advance(0.75 * THRESHOLD - 10 * 60)
+    [soon] = tracker.progress({})["soon_stuck"]
+    assert soon["download_id"] == "STALL" and soon["category"] is None
+    assert "stuck in 30 min" in soon["reason"]
