@@ -14,6 +14,8 @@ check      →tracker       ``{}``: the current queue as the tracker sees it
 progress   →tracker       ``{}``: statistics, stuck, inactive, soon stuck
 analyze    →tracker       ``{"include_import_blocked": bool}``: removal candidates
 history    →tracker       ``{"instance": str, "download_id": str}``: chart points
+remove     →poller        ``{"request_id", "expires_at", "requested_by", "dry_run",
+                          "include_import_blocked", "downloads": [ITEM]}`` → ``{"results": [RESULT]}``
 ping       →any REP       ``{}``
 ok         reply          the answer
 error      reply          ``{"error": str}``
@@ -21,6 +23,7 @@ error      reply          ``{"error": str}``
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +50,8 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "progress": {},
     "analyze": {"include_import_blocked": (bool,)},
     "history": {"instance": (str,), "download_id": (str,)},
+    "remove": {"request_id": (str,), "expires_at": _NUMBER, "requested_by": (str,), "dry_run": (bool,),
+               "include_import_blocked": (bool,), "downloads": (list,)},
     "ping": {},
     "ok": {},
     "error": {"error": (str,)},
@@ -58,6 +63,12 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "tracked_status": _OPT_STR, "tracked_state": _OPT_STR, "error_message": _OPT_STR,
     "size": (int,), "sizeleft": (int,), "eta": _OPT_STR, "added": _OPT_STR,
     "protocol": _OPT_STR, "download_client": _OPT_STR,
+}
+
+# Fields of one download named in a "remove" request: the ITEM the analysis produced.
+REMOVAL_ITEM_FIELDS: dict[str, tuple[type, ...]] = {
+    "instance": (str,), "download_id": (str,), "queue_ids": (list,), "title": (str,),
+    "category": (str,), "progress": _NUMBER, "size": (int,), "sizeleft": (int,), "reason": (str,),
 }
 
 HEALTH_STATES = ("ok", "unreachable", "unauthorized", "bad_response")
@@ -93,6 +104,11 @@ def validate(message_type: str, body: Any) -> None:
             if not isinstance(record, dict):
                 raise ProtocolError(f"snapshot: record {index} must be a map")
             _check_fields(f"snapshot record {index}", record, RECORD_FIELDS)
+    if message_type == "remove":
+        for index, item in enumerate(body["downloads"]):
+            if not isinstance(item, dict):
+                raise ProtocolError(f"remove: download {index} must be a map")
+            _check_fields(f"remove download {index}", item, REMOVAL_ITEM_FIELDS)
 
 
 def encode(message_type: str, body: dict[str, Any] | None = None) -> bytes:
@@ -128,6 +144,13 @@ def decode(data: bytes) -> Message:
     body = envelope.get("body")
     validate(message_type, body)
     return Message(message_type, body)
+
+
+def removal_request(downloads: list[dict[str, Any]], *, requested_by: str, dry_run: bool,
+                    include_import_blocked: bool, now: float, valid_for: float) -> dict[str, Any]:
+    """The body of a "remove" request: a fresh id, so a retry is recognised, and an expiry."""
+    return {"request_id": uuid.uuid4().hex, "expires_at": now + valid_for, "requested_by": requested_by,
+            "dry_run": dry_run, "include_import_blocked": include_import_blocked, "downloads": downloads}
 
 
 def ok(body: dict[str, Any] | None = None) -> bytes:

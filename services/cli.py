@@ -35,9 +35,14 @@ def _run_process(name: str, body: Callable[[Settings], None]) -> None:
         sys.exit(1)
 
 
-def _ask_tracker(settings: Settings, message_type: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _ask(settings: Settings, service: str, message_type: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One request to the tracker or the poller; no answer or an error reply exits 1 naming it."""
+    endpoint, timeout = {
+        "tracker": (settings.tracker_query_endpoint, settings.request_timeout_seconds),
+        "poller": (settings.poller_command_endpoint, settings.removal_timeout_seconds),
+    }[service]
     try:
-        with RequestClient("tracker", settings.tracker_query_endpoint, settings.request_timeout_seconds) as client:
+        with RequestClient(service, endpoint, timeout) as client:
             return client.request(message_type, body)
     except (ServiceUnavailable, ServiceError) as exc:
         click.echo(f"discarr: {exc}", err=True)
@@ -121,7 +126,7 @@ def simarr(scenario: str, speed: float) -> None:
 def check(as_json: bool) -> None:
     """The current queue as the tracker sees it."""
     from services.bot.terminal import make_console, render_board
-    answer = _ask_tracker(_settings(), "check")
+    answer = _ask(_settings(), "tracker", "check")
     if as_json:
         _print_json(answer)
     else:
@@ -133,7 +138,7 @@ def check(as_json: bool) -> None:
 def progress(as_json: bool) -> None:
     """Tracker statistics: stuck, inactive and soon-stuck downloads, thresholds."""
     from services.bot.terminal import make_console, render_progress
-    answer = _ask_tracker(_settings(), "progress")
+    answer = _ask(_settings(), "tracker", "progress")
     if as_json:
         _print_json(answer)
     else:
@@ -141,25 +146,47 @@ def progress(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+@click.option("--dry-run", is_flag=True, help="Make every check, remove nothing, say what would happen.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--include-import-blocked", is_flag=True, help="Also remove downloads whose import is blocked.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, as_json: bool) -> None:
-    """Remove stuck and inactive downloads (this version: preview only, with --dry-run)."""
+    """Remove stuck and inactive downloads, after a preview and a confirmation."""
     from services.bot.terminal import items_table, make_console
-    if not dry_run:
-        click.echo("discarr cleanup: removal is not available in this version; use --dry-run", err=True)
+    settings = _settings()
+    if not (dry_run or yes or sys.stdin.isatty()):
+        click.echo("discarr cleanup: no terminal to confirm on; pass --yes (or --dry-run)", err=True)
         sys.exit(2)
-    analysis = _ask_tracker(_settings(), "analyze", {"include_import_blocked": include_import_blocked})
+    analysis = _ask(settings, "tracker", "analyze", {"include_import_blocked": include_import_blocked})
     candidates = analysis["candidates"]
-    results = [dict(item, result="skipped", detail="dry run: would be removed") for item in candidates]
-    if as_json:
-        _print_json({"dry_run": True, "candidates": candidates, "results": results,
-                     "attention": analysis["attention"]})
-        return
     console = make_console()
-    console.print(items_table("Would be removed", results, result=True))
-    if analysis["attention"] and not include_import_blocked:
-        console.print(items_table("Needs attention (kept; --include-import-blocked removes them)",
-                                  analysis["attention"]))
+    if not as_json:
+        console.print(items_table("Would be removed", candidates))
+        if analysis["attention"] and not include_import_blocked:
+            console.print(items_table("Needs attention (kept; --include-import-blocked removes them)",
+                                      analysis["attention"]))
+    results: list[dict] = []
+    if candidates and not (dry_run or yes):
+        if not click.confirm(f"Remove these {len(candidates)} downloads?", err=True):
+            click.echo("cancelled; nothing was removed", err=True)
+            return
+    if candidates:
+        results = _remove(settings, candidates, dry_run, include_import_blocked)
+    if as_json:
+        _print_json({"dry_run": dry_run, "candidates": candidates, "results": results,
+                     "attention": analysis["attention"]})
+    else:
+        console.print(items_table("Dry run" if dry_run else "Results", results, result=True))
+    if any(result["result"] == "failed" for result in results):
+        sys.exit(1)
+
+
+def _remove(settings: Settings, candidates: list[dict], dry_run: bool, include_import_blocked: bool) -> list[dict]:
+    import getpass
+    import time
+
+    from common.protocol import removal_request
+    request = removal_request(candidates, requested_by=f"cli:{getpass.getuser()}", dry_run=dry_run,
+                              include_import_blocked=include_import_blocked, now=time.time(),
+                              valid_for=settings.removal_timeout_seconds)
+    return _ask(settings, "poller", "remove", request)["results"]

@@ -70,6 +70,26 @@ def test_sigterm_checkpoints_and_a_restart_restores_history(deployment, context)
     push.close()
 
 
+def test_after_sigkill_a_restarted_tracker_reports_the_stuck_download_at_once(deployment, context):
+    deployment.env.update({"STUCK_THRESHOLD_MINUTES": "0.02", "TRACKER_CHECKPOINT_SECONDS": "0.3"})
+    deployment.start("tracker")
+    push = push_to(context, deployment.env["TRACKER_INGEST_ENDPOINT"])
+    state_file = deployment.workdir / "data" / "tracker.msgpack"
+    with RequestClient("tracker", deployment.env["TRACKER_QUERY_ENDPOINT"], 3, context=context) as client:
+        def stuck():
+            push.send(protocol.encode("snapshot", snapshot("sonarr", [record(1, "A", downloaded=GB)])))
+            return client.request("progress")["stuck"]
+        wait_until(stuck, 10, "the download to be stuck", interval=0.3)
+        saved = state_file.stat().st_mtime_ns if state_file.exists() else 0
+        wait_until(lambda: state_file.exists() and state_file.stat().st_mtime_ns > saved, 10, "a checkpoint")
+        deployment.stop("tracker", signal.SIGKILL)
+        deployment.start("tracker")
+        answer = client.request("progress", timeout=10)  # no snapshot has arrived since the restart
+        assert [item["download_id"] for item in answer["stuck"]] == ["A"]
+        assert answer["stuck"][0]["stalled_minutes"] >= 0.02
+    push.close()
+
+
 def test_a_corrupt_checkpoint_is_set_aside_not_fatal(tmp_path):
     path = tmp_path / "state.msgpack"
     path.write_bytes(b"this is not a checkpoint")

@@ -78,5 +78,28 @@ class ArrClient:
                 normalised[record["id"]] = record
         return list(normalised.values())
 
+    def remove(self, queue_ids: list[int], blocklist: bool) -> tuple[bool, str]:
+        """Delete these queue records and their download in the client.
+
+        Returns (whether anything was removed, the *arr's answer in words).
+        """
+        params = {"removeFromClient": "true", "blocklist": "true" if blocklist else "false",
+                  "skipRedownload": "false"}
+        response = self._call("DELETE", "queue/bulk", params=params, json={"ids": queue_ids})
+        if response.status_code == 200:
+            return True, f"DELETE queue/bulk ({len(queue_ids)} records): HTTP 200"
+        if response.status_code not in (404, 405):
+            raise ArrError("bad_response", f"{self.instance.url} answered HTTP {response.status_code} to the removal")
+        # An older server without the bulk endpoint, or a record gone meanwhile (bulk is all-or-404): one by one.
+        answers = []
+        for queue_id in queue_ids:
+            single = self._call("DELETE", f"queue/{queue_id}", params=params)
+            if single.status_code not in (200, 404):
+                raise ArrError("bad_response", f"{self.instance.url} answered HTTP {single.status_code} "
+                                               f"to the removal of queue record {queue_id}")
+            answers.append(single.status_code)
+        words = ", ".join(f"{queue_id}: HTTP {code}" for queue_id, code in zip(queue_ids, answers))
+        return 200 in answers, f"DELETE queue/bulk: HTTP {response.status_code}; one by one: {words}"
+
     def close(self) -> None:
         self.session.close()

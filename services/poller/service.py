@@ -5,6 +5,7 @@ dead instance never delays another. Only the main thread touches the ZeroMQ
 socket (sockets are not thread-safe). While the tracker is away, only the
 newest snapshot of each instance is kept: memory stays bounded, and the
 tracker is current with the first snapshot it receives after its return.
+The main thread also answers removal requests on its REP socket.
 """
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ import zmq
 from common import protocol
 from common.clock import Clock, SystemClock
 from common.settings import InstanceConfig, Settings
-from common.sockets import make_socket
+from common.sockets import answer, bind, make_socket
 from services.poller.arr_client import ArrClient, ArrError
+from services.poller.audit import AuditLog
+from services.poller.removal import RemovalPolicy, Remover
 
 log = logging.getLogger(__name__)
 
@@ -74,37 +77,61 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
         log.warning("no *arr instance is configured (set SONARR_API_KEY, RADARR_API_KEY, ...)")
     outbox: "queue.Queue[dict]" = queue.Queue()
     pollers = [InstancePoller(i, settings, outbox, stop, clock) for i in settings.instances]
+    # Removals use their own HTTP sessions: a requests.Session is not shared across threads.
+    remover = Remover({i.name: ArrClient(i, settings.request_timeout_seconds) for i in settings.instances},
+                      RemovalPolicy.from_settings(settings), AuditLog(settings.audit_log), clock)
     context = zmq.Context()
+    commands = bind(context, zmq.REP, settings.poller_command_endpoint, "poller")
     push = make_socket(context, zmq.PUSH, sndhwm=max(1, len(pollers)))
     push.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a tracker that is not there
     push.connect(settings.tracker_ingest_endpoint)
-    pending: dict[str, dict] = {}  # instance -> newest snapshot not yet delivered
-    tracker_away = False
+    handlers = {"ping": lambda body: {"service": "poller"}, "remove": remover.handle}
+    sender = SnapshotSender(push, settings.tracker_ingest_endpoint)
     try:
         for poller in pollers:
             poller.start()
-        log.info("polling %s every %gs", ", ".join(i.name for i in settings.instances) or "nothing",
-                 settings.poll_interval_seconds)
+        log.info("polling %s every %gs; removal requests on %s",
+                 ", ".join(i.name for i in settings.instances) or "nothing",
+                 settings.poll_interval_seconds, settings.poller_command_endpoint)
         while not stop.is_set():
-            try:
-                snapshot = outbox.get(timeout=0.2)
-                pending[snapshot["instance"]] = snapshot
-            except queue.Empty:
-                pass
-            for name in list(pending):
+            if commands.poll(100, zmq.POLLIN):
+                commands.send(answer(commands.recv(), handlers, "poller"))
+            while True:
                 try:
-                    push.send(protocol.encode("snapshot", pending[name]), zmq.NOBLOCK)
-                    del pending[name]
-                    if tracker_away:
-                        log.info("tracker is back; delivering snapshots")
-                        tracker_away = False
-                except zmq.Again:
-                    if not tracker_away:
-                        log.warning("tracker is not receiving at %s; keeping only the newest snapshot "
-                                    "of each instance until it is back", settings.tracker_ingest_endpoint)
-                        tracker_away = True
+                    sender.keep(outbox.get_nowait())
+                except queue.Empty:
                     break
+            sender.flush()
     finally:
         stop.set()
         push.close(linger=0)
+        commands.close(linger=0)
         context.term()
+
+
+class SnapshotSender:
+    """Delivers the newest snapshot of each instance; while the tracker is away, keeps only that."""
+
+    def __init__(self, push: zmq.Socket, endpoint: str) -> None:
+        self.push = push
+        self.endpoint = endpoint
+        self.pending: dict[str, dict] = {}
+        self.tracker_away = False
+
+    def keep(self, snapshot: dict) -> None:
+        self.pending[snapshot["instance"]] = snapshot
+
+    def flush(self) -> None:
+        for name in list(self.pending):
+            try:
+                self.push.send(protocol.encode("snapshot", self.pending[name]), zmq.NOBLOCK)
+            except zmq.Again:
+                if not self.tracker_away:
+                    log.warning("tracker is not receiving at %s; keeping only the newest snapshot "
+                                "of each instance until it is back", self.endpoint)
+                    self.tracker_away = True
+                return
+            del self.pending[name]
+            if self.tracker_away:
+                log.info("tracker is back; delivering snapshots")
+                self.tracker_away = False

@@ -1,54 +1,17 @@
-"""What "active", "stuck", "inactive" and "needs attention" mean (SPEC section 3).
+"""The verdict on each download: stuck, inactive, needs attention, soon stuck (SPEC section 3).
 
-Pure functions over queue records and `DownloadHistory`: no sockets, no clock
-of their own. Statuses are matched on the *arr's enum values, never on
-English message text (servers translate it).
+Pure functions over `DownloadHistory`: no sockets, no clock of their own.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from common.downloads import measure
 from common.units import human_duration, human_size
 from services.tracker.history import DetectionConfig, DownloadHistory
 
-FAILED_STATES = {"failed", "failedPending", "downloadFailed", "downloadFailedPending"}
-IMPORT_BLOCKED_STATES = {"importBlocked", "importFailed"}
 SOON_STUCK_FRACTION = 0.75
-
-
-def classify(record: dict[str, Any]) -> str:
-    """One record's activity: "failed", "attention", "active", "unavailable" or "idle"."""
-    status, state = record["status"], record["tracked_state"]
-    if status == "downloadClientUnavailable":
-        return "unavailable"
-    if status == "failed" or state in FAILED_STATES:
-        return "failed"
-    if state in IMPORT_BLOCKED_STATES:
-        return "attention"
-    if status == "downloading" or (status == "warning" and state == "downloading"):
-        return "active"
-    if status == "queued" and (record["error_message"] or record["size"] == 0):
-        return "active"  # a magnet whose metadata never came, or a client error while queued
-    return "idle"
-
-
-def classify_download(records: list[dict[str, Any]]) -> str:
-    """A download's activity: its records' one activity, or "idle" when they disagree (never removed)."""
-    kinds = {classify(record) for record in records}
-    return kinds.pop() if len(kinds) == 1 else "idle"
-
-
-def measure(records: list[dict[str, Any]]) -> tuple[int, int, int, float]:
-    """(size, sizeleft, downloaded bytes, progress %) of a download.
-
-    A season pack repeats the pack's full size on every record: take it once.
-    """
-    size = max(record["size"] for record in records)
-    sizeleft = max((record["sizeleft"] for record in records if record["size"] == size), default=0)
-    downloaded = size - sizeleft
-    progress = 100.0 * downloaded / size if size > 0 else 0.0
-    return size, sizeleft, downloaded, progress
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.clock import Clock
-from services.tracker.analysis import Finding, classify_download, examine, measure
+from common.downloads import classify_download, download_key, measure
+from services.tracker.analysis import Finding, examine
 from services.tracker.history import DetectionConfig, DownloadHistory
 
 OUTAGE_MIN_DOWNLOADS = 3
@@ -26,11 +27,6 @@ class InstanceState:
     error: str | None = None
     last_snapshot_at: float | None = None
     records: int = 0
-
-
-def download_key(record: dict[str, Any]) -> str:
-    """A download is its downloadId; a record without one is its own download."""
-    return record["download_id"] or f"queue:{record['id']}"
 
 
 class Tracker:
