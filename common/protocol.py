@@ -16,6 +16,7 @@ analyze    →tracker       ``{"include_import_blocked": bool}``: removal candid
 history    →tracker       ``{"instance": str, "download_id": str}``: chart points
 remove     →poller        ``{"request_id", "expires_at", "requested_by", "dry_run",
                           "include_import_blocked", "downloads": [ITEM]}`` → ``{"results": [RESULT]}``
+log_level  →tracker/poller ``{"level": "DEBUG"|"INFO"|...}``: set its logging level (/verbose)
 ping       →any REP       ``{}``
 ok         reply          the answer
 error      reply          ``{"error": str}``
@@ -52,6 +53,7 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "history": {"instance": (str,), "download_id": (str,)},
     "remove": {"request_id": (str,), "expires_at": _NUMBER, "requested_by": (str,), "dry_run": (bool,),
                "include_import_blocked": (bool,), "downloads": (list,)},
+    "log_level": {"level": (str,)},
     "ping": {},
     "ok": {},
     "error": {"error": (str,)},

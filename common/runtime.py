@@ -15,6 +15,18 @@ def configure_logging(process: str, level: str) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def set_log_level(body: dict) -> dict:
+    """The "log_level" request: change this process's logging level at run time (/verbose)."""
+    level = body["level"].upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+    logging.getLogger().setLevel(level)
+    return {"level": level}
+
+
 def stop_event_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT, so main loops end cleanly (honcho sends SIGTERM)."""
     stop = threading.Event()

@@ -59,6 +59,7 @@ class Settings:
     tracker_state_file: str = "data/tracker-state.msgpack"
     tracker_checkpoint_seconds: float = 60.0
     audit_log: str = "data/removals.jsonl"
+    bot_state_file: str = "data/bot-state.json"
     tracker_ingest_endpoint: str = "tcp://127.0.0.1:5555"
     tracker_query_endpoint: str = "tcp://127.0.0.1:5556"
     poller_command_endpoint: str = "tcp://127.0.0.1:5557"
@@ -172,6 +173,7 @@ _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRACKER_STATE_FILE": ("tracker_state_file", lambda n, v: v),
     "TRACKER_CHECKPOINT_SECONDS": ("tracker_checkpoint_seconds", _positive),
     "AUDIT_LOG": ("audit_log", lambda n, v: v),
+    "BOT_STATE_FILE": ("bot_state_file", lambda n, v: v),
     "TRACKER_INGEST_ENDPOINT": ("tracker_ingest_endpoint", _endpoint),
     "TRACKER_QUERY_ENDPOINT": ("tracker_query_endpoint", _endpoint),
     "POLLER_COMMAND_ENDPOINT": ("poller_command_endpoint", _endpoint),

@@ -4,14 +4,21 @@ Receiving sockets get MAXMSGSIZE, every socket gets LINGER 0 so shutdown never
 hangs, and requests never wait forever: `RequestClient` follows the ZeroMQ
 guide's Lazy Pirate (poll with a timeout, close the REQ socket, open a fresh
 one, retry), then fails with an error naming the service and its endpoint.
+`AsyncRequestClient` is the event loop's version: one DEALER socket shared by
+every coroutine, each request tagged with its own id (a REP socket returns
+the frames before the empty delimiter untouched), so concurrent requests
+each get their own answer and a late reply is simply dropped.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import uuid
 from typing import Any, Callable
 
 import zmq
+import zmq.asyncio
 
 from common import protocol
 
@@ -131,3 +138,72 @@ class RequestClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class AsyncRequestClient:
+    """A zmq.asyncio client that many coroutines may use at once; every request has a timeout."""
+
+    def __init__(self, service: str, endpoint: str, timeout: float, context: zmq.asyncio.Context) -> None:
+        self.service = service
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._context = context
+        self._socket: zmq.asyncio.Socket | None = None
+        self._receiver: asyncio.Task | None = None
+        self._pending: dict[bytes, asyncio.Future] = {}
+
+    def _ensure_socket(self) -> zmq.asyncio.Socket:
+        if self._socket is None:
+            self._socket = make_socket(self._context, zmq.DEALER)
+            self._socket.connect(self.endpoint)
+            self._receiver = asyncio.get_running_loop().create_task(self._receive())
+        return self._socket
+
+    async def _receive(self) -> None:
+        assert self._socket is not None
+        while True:
+            frames = await self._socket.recv_multipart()
+            waiter = self._pending.get(frames[0]) if len(frames) == 3 and frames[1] == b"" else None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(frames[2])
+
+    async def request(self, message_type: str, body: dict[str, Any] | None = None,
+                      timeout: float | None = None) -> dict[str, Any]:
+        payload = protocol.encode(message_type, body)
+        budget = self.timeout if timeout is None else timeout
+        request_id = uuid.uuid4().bytes
+        waiter = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = waiter
+        try:
+            sock = self._ensure_socket()
+            data = await asyncio.wait_for(self._send_and_wait(sock, request_id, payload, waiter), budget)
+        except asyncio.TimeoutError:
+            raise ServiceUnavailable(
+                f"{self.service} did not answer at {self.endpoint} within {budget:g}s; is it running?") from None
+        finally:
+            self._pending.pop(request_id, None)
+        try:
+            reply = protocol.decode(data)
+        except protocol.ProtocolError as exc:
+            raise ServiceError(f"{self.service} sent a bad reply: {exc}") from None
+        if reply.type == "error":
+            raise ServiceError(f"{self.service}: {reply.body['error']}")
+        return reply.body
+
+    @staticmethod
+    async def _send_and_wait(sock: zmq.asyncio.Socket, request_id: bytes, payload: bytes,
+                             waiter: asyncio.Future) -> bytes:
+        await sock.send_multipart([request_id, b"", payload])
+        return await waiter
+
+    async def close(self) -> None:
+        if self._receiver is not None:
+            self._receiver.cancel()
+            try:
+                await self._receiver
+            except asyncio.CancelledError:
+                pass
+            self._receiver = None
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None

@@ -90,3 +90,54 @@ def test_garbage_to_a_rep_socket_gets_an_error_reply(context):
     assert raw.poll(3000) and protocol.decode(raw.recv()).type == "ok"
     raw.close()
     thread.join(5)
+
+
+def test_async_clients_sharing_one_socket_each_get_their_own_answer(context):
+    import asyncio
+
+    import zmq.asyncio
+
+    from common.sockets import AsyncRequestClient
+
+    address, thread = serve(context, {"history": lambda body: {"echo": body["download_id"]}}, 20)
+
+    async def main():
+        actx = zmq.asyncio.Context()
+        client = AsyncRequestClient("tracker", address, 5, actx)
+        try:
+            answers = await asyncio.gather(*(
+                client.request("history", {"instance": "sonarr", "download_id": str(n)}) for n in range(20)))
+        finally:
+            await client.close()
+            actx.term()
+        return answers
+
+    answers = asyncio.run(main())
+    assert [a["echo"] for a in answers] == [str(n) for n in range(20)]
+    thread.join(5)
+
+
+def test_an_async_request_to_nobody_fails_in_time_naming_the_service(context):
+    import asyncio
+
+    import zmq.asyncio
+
+    from common.sockets import AsyncRequestClient
+
+    sock = make_socket(context, zmq.REP)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    sock.close()
+
+    async def main():
+        actx = zmq.asyncio.Context()
+        client = AsyncRequestClient("poller", f"tcp://127.0.0.1:{port}", 0.5, actx)
+        started = time.monotonic()
+        try:
+            with pytest.raises(ServiceUnavailable, match=f"poller did not answer at tcp://127.0.0.1:{port}"):
+                await client.request("ping")
+        finally:
+            await client.close()
+            actx.term()
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 2.0

@@ -19,6 +19,7 @@ import zmq
 
 from common import protocol
 from common.clock import Clock, SystemClock
+from common.runtime import set_log_level
 from common.settings import InstanceConfig, Settings
 from common.sockets import answer, bind, make_socket
 from services.poller.arr_client import ArrClient, ArrError
@@ -85,7 +86,7 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
     push = make_socket(context, zmq.PUSH, sndhwm=max(1, len(pollers)))
     push.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a tracker that is not there
     push.connect(settings.tracker_ingest_endpoint)
-    handlers = {"ping": lambda body: {"service": "poller"}, "remove": remover.handle}
+    handlers = {"ping": lambda body: {"service": "poller"}, "remove": remover.handle, "log_level": set_log_level}
     sender = SnapshotSender(push, settings.tracker_ingest_endpoint)
     try:
         for poller in pollers:

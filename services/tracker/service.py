@@ -9,6 +9,7 @@ import zmq
 
 from common import protocol
 from common.clock import Clock, SystemClock
+from common.runtime import set_log_level
 from common.settings import Settings
 from common.sockets import answer, bind
 from services.tracker import checkpoint
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 def query_handlers(tracker: Tracker, settings: Settings) -> dict:
     return {
         "ping": lambda body: {"service": "tracker"},
+        "log_level": set_log_level,
         "check": lambda body: tracker.check(),
         "progress": lambda body: tracker.progress(settings.thresholds()),
         "analyze": lambda body: tracker.analyze(body["include_import_blocked"]),
