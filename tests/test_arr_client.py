@@ -1,0 +1,93 @@
+"""The poller's HTTP client against simarr over real HTTP: paging, sizes, faults, removal."""
+import pytest
+
+from common.clock import ManualClock
+from common.settings import InstanceConfig
+from services.poller.arr_client import ArrClient, ArrError
+from services.simarr.model import SimInstance
+from services.simarr.server import SimarrServer
+
+GB = 1024 ** 3
+
+
+@pytest.fixture
+def simarr():
+    sonarr = SimInstance(name="sonarr", kind="sonarr", url_base="/sonarr", api_key="good", clock=ManualClock())
+    lidarr = SimInstance(name="lidarr", kind="lidarr", url_base="", api_key="good", clock=ManualClock(),
+                         decimal_sizes=True)
+    server = SimarrServer([sonarr, lidarr])
+    server.start_background()
+    yield server, sonarr, lidarr
+    server.shutdown()
+
+
+def client_for(server, base, kind="sonarr", key="good", timeout=2.0):
+    return ArrClient(InstanceConfig(kind, kind, f"http://127.0.0.1:{server.port}{base}", key), timeout)
+
+
+def test_every_page_of_a_long_queue_is_read(simarr):
+    server, sonarr, _ = simarr
+    sonarr.add_bulk(2345, state="downloading", rate=1000, size=GB)
+    records = client_for(server, "/sonarr").fetch_queue()
+    assert len(records) == len({r["id"] for r in records}) == 2345
+    pages = [int(r["query"]["page"]) for r in sonarr.requests() if r["path"] == "/api/v3/queue"]
+    assert pages == [1, 2, 3]
+
+
+def test_lidarr_uses_api_v1_and_decimal_sizes_become_integers(simarr):
+    server, _, lidarr = simarr
+    lidarr.add_download(title="Artist - Album (2020) [FLAC]", size=4467066880, downloaded=GB, state="stalled")
+    [record] = client_for(server, "", kind="lidarr").fetch_queue()
+    assert record["size"] == 4467066880 and record["sizeleft"] == 4467066880 - GB
+    assert lidarr.requests()[0]["path"] == "/api/v1/queue"
+
+
+@pytest.mark.parametrize("mode, state, reason", [
+    ("401", "unauthorized", "refused the API key (HTTP 401)"),
+    ("500", "bad_response", "answered HTTP 500"),
+    ("garbage", "bad_response", "answered application/json, not JSON"),
+    ("html", "bad_response", "answered text/html, not JSON"),
+    ("down", "unreachable", "cannot connect to"),
+])
+def test_faults_become_a_health_state_and_a_one_line_reason(simarr, mode, state, reason):
+    server, sonarr, _ = simarr
+    sonarr.set_fault(mode)
+    with pytest.raises(ArrError) as raised:
+        client_for(server, "/sonarr").fetch_queue()
+    assert raised.value.state == state
+    assert reason in raised.value.reason and "\n" not in raised.value.reason
+
+
+def test_a_slow_server_times_out(simarr):
+    server, sonarr, _ = simarr
+    sonarr.set_fault("slow", delay=1.0)
+    with pytest.raises(ArrError) as raised:
+        client_for(server, "/sonarr", timeout=0.2).fetch_queue()
+    assert raised.value.state == "unreachable" and "within 0.2s" in raised.value.reason
+
+
+def test_a_wrong_key_is_never_in_the_reason(simarr):
+    server, _, _ = simarr
+    with pytest.raises(ArrError) as raised:
+        client_for(server, "/sonarr", key="secret-key-xyz").fetch_queue()
+    assert "secret-key-xyz" not in raised.value.reason
+
+
+def test_removal_falls_back_to_one_by_one_when_bulk_answers_404(simarr):
+    server, sonarr, _ = simarr
+    pack = sonarr.add_download(title="Show.S01", size=GB, state="stalled", episodes=3)
+    # One id that is no longer there: bulk is all-or-404, so the client goes one by one.
+    removed, answer = client_for(server, "/sonarr").remove(pack["queue_ids"] + [999], blocklist=False)
+    assert removed is True
+    assert "DELETE queue/bulk: HTTP 404" in answer
+    assert sonarr.downloads() == []
+    deletes = [r for r in sonarr.requests() if r["method"] == "DELETE"]
+    assert deletes[0]["path"] == "/api/v3/queue/bulk"
+    assert deletes[1]["path"] == f"/api/v3/queue/{pack['queue_ids'][0]}"
+    assert deletes[1]["query"] == {"removeFromClient": "true", "blocklist": "false", "skipRedownload": "false"}
+
+
+def test_removing_what_is_already_gone_removes_nothing(simarr):
+    server, _, _ = simarr
+    removed, answer = client_for(server, "/sonarr").remove([123, 456], blocklist=True)
+    assert removed is False and "123: HTTP 404" in answer
