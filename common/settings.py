@@ -43,8 +43,23 @@ class InstanceConfig:
 
 
 @dataclass(frozen=True)
+class CurveKeys:
+    """CurveZMQ keys (Z85): every socket encrypts, and servers accept only the client key."""
+
+    server_public: str
+    server_secret: str = field(repr=False)
+    client_public: str
+    client_secret: str = field(repr=False)
+
+
+CURVE_SETTINGS = {"CURVE_SERVER_PUBLIC_KEY": "server_public", "CURVE_SERVER_SECRET_KEY": "server_secret",
+                  "CURVE_CLIENT_PUBLIC_KEY": "client_public", "CURVE_CLIENT_SECRET_KEY": "client_secret"}
+
+
+@dataclass(frozen=True)
 class Settings:
     instances: tuple[InstanceConfig, ...] = ()
+    curve: CurveKeys | None = None
     discord_token: str | None = field(default=None, repr=False)
     discord_channel_id: int | None = None
     discord_admin_role_id: int | None = None
@@ -85,7 +100,8 @@ class Settings:
 
 
 def _bad(name: str, value: str, why: str) -> SettingsError:
-    shown = "<hidden>" if name in SECRET_SETTINGS or name.endswith("_API_KEY") else repr(value)
+    secret = name in SECRET_SETTINGS or name.endswith(("_API_KEY", "_SECRET_KEY"))
+    shown = "<hidden>" if secret else repr(value)
     return SettingsError(f"setting {name}={shown} is invalid: {why}")
 
 
@@ -220,6 +236,36 @@ def _instances(env: Mapping[str, str]) -> tuple[InstanceConfig, ...]:
     return tuple(instances)
 
 
+def _curve(env: Mapping[str, str]) -> CurveKeys | None:
+    values = {name: env.get(name, "").strip() for name in CURVE_SETTINGS}
+    if not any(values.values()):
+        return None
+    for name, value in values.items():
+        if not re.fullmatch(r"[0-9A-Za-z.:+=^!/*?&<>()\[\]{}@%$#-]{40}", value):
+            raise _bad(name, value, "expected a 40-character Z85 key (discarr keys generate makes them); "
+                                    "set all four CURVE_* keys or none")
+    return CurveKeys(**{attr: values[name] for name, attr in CURVE_SETTINGS.items()})
+
+
+def is_loopback(endpoint: str) -> bool:
+    if not endpoint.startswith("tcp://"):
+        return True  # ipc:// and inproc:// never leave the machine
+    host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _check_exposure(values: dict[str, object], curve: CurveKeys | None) -> None:
+    """Messages that leave the machine must be encrypted and authenticated."""
+    if curve is not None:
+        return
+    for name in ("TRACKER_INGEST_ENDPOINT", "TRACKER_QUERY_ENDPOINT", "POLLER_COMMAND_ENDPOINT"):
+        endpoint = str(values.get(_SCALARS[name][0]) or getattr(Settings, _SCALARS[name][0]))
+        if not is_loopback(endpoint):
+            raise SettingsError(
+                f"setting {name}={endpoint!r} reaches beyond this machine: set the CURVE_* keys "
+                "(discarr keys generate) or use a 127.0.0.1 endpoint")
+
+
 def read_environment(dotenv_path: str | os.PathLike | None = ".env",
                      environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The process environment over the values of `.env` (the environment wins)."""
@@ -239,4 +285,6 @@ def load_settings(environ: Mapping[str, str] | None = None,
         if raw:
             values[attr] = parse(name, raw)
     token = env.get("DISCORD_TOKEN", "").strip()
-    return Settings(instances=_instances(env), discord_token=token or None, **values)
+    curve = _curve(env)
+    _check_exposure(values, curve)
+    return Settings(instances=_instances(env), curve=curve, discord_token=token or None, **values)

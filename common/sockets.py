@@ -19,8 +19,10 @@ from typing import Any, Callable
 
 import zmq
 import zmq.asyncio
+from zmq.auth.thread import ThreadAuthenticator
 
 from common import protocol
+from common.settings import CurveKeys
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +35,58 @@ class ServiceError(RuntimeError):
     """A service answered with an error reply."""
 
 
-def make_socket(context: zmq.Context, kind: int, *, sndhwm: int | None = None) -> zmq.Socket:
+def make_socket(context: zmq.Context, kind: int, **options: int) -> zmq.Socket:
+    """A socket with LINGER 0 and MAXMSGSIZE, plus any options named like `sndhwm=1`."""
     sock = context.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
-    if sndhwm is not None:
-        sock.setsockopt(zmq.SNDHWM, sndhwm)
+    for name, value in options.items():
+        sock.setsockopt(getattr(zmq, name.upper()), value)
     return sock
 
 
-def bind(context: zmq.Context, kind: int, endpoint: str, name: str) -> zmq.Socket:
+class _AllowClientKey:
+    """ZAP credentials provider: only the configured client key may connect."""
+
+    def __init__(self, client_public: str) -> None:
+        self.client_public = client_public.encode()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key == self.client_public  # pyzmq hands over the key Z85-encoded
+
+
+def start_authenticator(context: zmq.Context, curve: CurveKeys | None) -> ThreadAuthenticator | None:
+    """With CURVE keys, a ZAP handler that rejects every client but ours; stop it before context.term()."""
+    if curve is None:
+        return None
+    authenticator = ThreadAuthenticator(context)
+    authenticator.start()
+    authenticator.configure_curve_callback("*", credentials_provider=_AllowClientKey(curve.client_public))
+    return authenticator
+
+
+def bind(context: zmq.Context, kind: int, endpoint: str, name: str, curve: CurveKeys | None = None) -> zmq.Socket:
     sock = make_socket(context, kind)
+    if curve is not None:
+        sock.curve_server = True
+        sock.curve_secretkey = curve.server_secret.encode()
+        sock.curve_publickey = curve.server_public.encode()
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as exc:
         sock.close()
         raise ServiceUnavailable(f"{name}: cannot listen on {endpoint}: {exc.strerror}") from None
+    return sock
+
+
+def connect(context: zmq.Context, kind: int, endpoint: str, curve: CurveKeys | None = None,
+            **options: int) -> zmq.Socket:
+    sock = make_socket(context, kind, **options)
+    if curve is not None:
+        sock.curve_serverkey = curve.server_public.encode()
+        sock.curve_publickey = curve.client_public.encode()
+        sock.curve_secretkey = curve.client_secret.encode()
+    sock.connect(endpoint)
     return sock
 
 
@@ -79,8 +117,9 @@ class RequestClient:
     """A blocking REQ client that never hangs (Lazy Pirate)."""
 
     def __init__(self, service: str, endpoint: str, timeout: float, *, retries: int = 1,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, curve: CurveKeys | None = None) -> None:
         self.service = service
+        self.curve = curve
         self.endpoint = endpoint
         self.timeout = timeout
         self.retries = retries
@@ -90,8 +129,7 @@ class RequestClient:
 
     def _fresh_socket(self) -> zmq.Socket:
         self._drop_socket()
-        self._socket = make_socket(self._context, zmq.REQ)
-        self._socket.connect(self.endpoint)
+        self._socket = connect(self._context, zmq.REQ, self.endpoint, self.curve)
         return self._socket
 
     def _drop_socket(self) -> None:
@@ -143,8 +181,10 @@ class RequestClient:
 class AsyncRequestClient:
     """A zmq.asyncio client that many coroutines may use at once; every request has a timeout."""
 
-    def __init__(self, service: str, endpoint: str, timeout: float, context: zmq.asyncio.Context) -> None:
+    def __init__(self, service: str, endpoint: str, timeout: float, context: zmq.asyncio.Context,
+                 curve: CurveKeys | None = None) -> None:
         self.service = service
+        self.curve = curve
         self.endpoint = endpoint
         self.timeout = timeout
         self._context = context
@@ -154,8 +194,7 @@ class AsyncRequestClient:
 
     def _ensure_socket(self) -> zmq.asyncio.Socket:
         if self._socket is None:
-            self._socket = make_socket(self._context, zmq.DEALER)
-            self._socket.connect(self.endpoint)
+            self._socket = connect(self._context, zmq.DEALER, self.endpoint, self.curve)
             self._receiver = asyncio.get_running_loop().create_task(self._receive())
         return self._socket
 

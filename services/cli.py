@@ -42,7 +42,7 @@ def _ask(settings: Settings, service: str, message_type: str, body: dict[str, An
         "poller": (settings.poller_command_endpoint, settings.removal_timeout_seconds),
     }[service]
     try:
-        with RequestClient(service, endpoint, timeout) as client:
+        with RequestClient(service, endpoint, timeout, curve=settings.curve) as client:
             return client.request(message_type, body)
     except (ServiceUnavailable, ServiceError) as exc:
         click.echo(f"discarr: {exc}", err=True)
@@ -119,6 +119,22 @@ def simarr(scenario: str, speed: float) -> None:
         stop.wait()
         server.shutdown()
     _run_process("simarr", body)
+
+
+@main.group()
+def keys() -> None:
+    """CurveZMQ keys for running discarr across several hosts."""
+
+
+@keys.command()
+def generate() -> None:
+    """Print a new set of CURVE_* settings: put the same four lines in every host's .env."""
+    import zmq
+    server_public, server_secret = zmq.curve_keypair()
+    client_public, client_secret = zmq.curve_keypair()
+    for name, key in (("CURVE_SERVER_PUBLIC_KEY", server_public), ("CURVE_SERVER_SECRET_KEY", server_secret),
+                      ("CURVE_CLIENT_PUBLIC_KEY", client_public), ("CURVE_CLIENT_SECRET_KEY", client_secret)):
+        click.echo(f"{name}={key.decode()}")
 
 
 @main.command()

@@ -86,7 +86,8 @@ def render_progress(progress: dict[str, Any]) -> Group:
 def run_terminal_board(settings: Settings, stop: threading.Event, console: Console | None = None) -> None:
     """The board without Discord: print it every CHECK_INTERVAL."""
     console = console or make_console()
-    with RequestClient("tracker", settings.tracker_query_endpoint, settings.request_timeout_seconds) as tracker:
+    with RequestClient("tracker", settings.tracker_query_endpoint, settings.request_timeout_seconds,
+                       curve=settings.curve) as tracker:
         while not stop.is_set():
             try:
                 console.print(render_board(tracker.request("check")))

@@ -21,7 +21,7 @@ from common import protocol
 from common.clock import Clock, SystemClock
 from common.runtime import set_log_level
 from common.settings import InstanceConfig, Settings
-from common.sockets import answer, bind, make_socket
+from common.sockets import answer, bind, connect, start_authenticator
 from services.poller.arr_client import ArrClient, ArrError
 from services.poller.audit import AuditLog
 from services.poller.removal import RemovalPolicy, Remover
@@ -82,10 +82,17 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
     remover = Remover({i.name: ArrClient(i, settings.request_timeout_seconds) for i in settings.instances},
                       RemovalPolicy.from_settings(settings), AuditLog(settings.audit_log), clock)
     context = zmq.Context()
-    commands = bind(context, zmq.REP, settings.poller_command_endpoint, "poller")
-    push = make_socket(context, zmq.PUSH, sndhwm=max(1, len(pollers)))
-    push.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a tracker that is not there
-    push.connect(settings.tracker_ingest_endpoint)
+    authenticator = start_authenticator(context, settings.curve)
+    try:
+        commands = bind(context, zmq.REP, settings.poller_command_endpoint, "poller", settings.curve)
+    except Exception:
+        if authenticator:
+            authenticator.stop()
+        context.destroy(linger=0)
+        raise
+    # IMMEDIATE: queue nothing for a tracker that is not there.
+    push = connect(context, zmq.PUSH, settings.tracker_ingest_endpoint, settings.curve,
+                   sndhwm=max(1, len(pollers)), immediate=1)
     handlers = {"ping": lambda body: {"service": "poller"}, "remove": remover.handle, "log_level": set_log_level}
     sender = SnapshotSender(push, settings.tracker_ingest_endpoint)
     try:
@@ -107,6 +114,8 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
         stop.set()
         push.close(linger=0)
         commands.close(linger=0)
+        if authenticator:
+            authenticator.stop()
         context.term()
 
 

@@ -11,7 +11,7 @@ from common import protocol
 from common.clock import Clock, SystemClock
 from common.runtime import set_log_level
 from common.settings import Settings
-from common.sockets import answer, bind
+from common.sockets import answer, bind, start_authenticator
 from services.tracker import checkpoint
 from services.tracker.history import DetectionConfig
 from services.tracker.state import Tracker
@@ -34,12 +34,14 @@ def run_tracker(settings: Settings, stop: threading.Event, clock: Clock | None =
     tracker = Tracker(DetectionConfig.from_settings(settings), clock or SystemClock())
     checkpoint.load(tracker, settings.tracker_state_file)
     context = zmq.Context()
-    ingest = bind(context, zmq.PULL, settings.tracker_ingest_endpoint, "tracker")
+    authenticator = start_authenticator(context, settings.curve)
     try:
-        queries = bind(context, zmq.REP, settings.tracker_query_endpoint, "tracker")
+        ingest = bind(context, zmq.PULL, settings.tracker_ingest_endpoint, "tracker", settings.curve)
+        queries = bind(context, zmq.REP, settings.tracker_query_endpoint, "tracker", settings.curve)
     except Exception:
-        ingest.close()
-        context.term()
+        if authenticator:
+            authenticator.stop()
+        context.destroy(linger=0)
         raise
     handlers = query_handlers(tracker, settings)
     poller = zmq.Poller()
@@ -62,6 +64,8 @@ def run_tracker(settings: Settings, stop: threading.Event, clock: Clock | None =
         checkpoint.save(tracker, settings.tracker_state_file)
         ingest.close()
         queries.close()
+        if authenticator:
+            authenticator.stop()
         context.term()
 
 
