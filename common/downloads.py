@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# The status of a record whose *arr left out its status or size (see services.poller.normalize).
+UNKNOWN_STATUS = "unknown"
 FAILED_STATES = {"failed", "failedPending", "downloadFailed", "downloadFailedPending"}
 IMPORT_BLOCKED_STATES = {"importBlocked", "importFailed"}
 

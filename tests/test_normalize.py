@@ -45,3 +45,8 @@ def test_every_record_of_a_real_queue_page_normalises():
     assert all(records)
     by_state = {(r["status"], r["tracked_state"]) for r in records}
     assert ("completed", "importBlocked") in by_state
+
+
+def test_a_record_without_size_has_an_unknown_status():
+    assert normalize_record({"id": 1, "status": "downloading", "sizeleft": 5})["status"] == "unknown"
+    assert normalize_record({"id": 1, "status": "downloading", "size": None})["status"] == "unknown"

@@ -49,11 +49,18 @@ def test_a_stalled_download_is_stuck_at_the_threshold_and_not_a_poll_before(trac
 
 
 def test_a_download_seen_for_less_than_the_threshold_is_never_stuck(tracker, clock):
-    for _ in range(THRESHOLD // POLL):
+    for _ in range(THRESHOLD // POLL):  # seen at 0 s ... THRESHOLD - POLL
         poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
-    clock.advance(-1)  # one second short of the threshold since it was first seen
     assert found(tracker, "stuck") == []
-    clock.advance(1)
+    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])  # seen at THRESHOLD
+    assert found(tracker, "stuck") == ["A"]
+
+
+def test_time_without_observations_is_no_evidence(tracker, clock):
+    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
+    clock.advance(3 * THRESHOLD)  # nobody looked: a tracker restart, an *arr that did not answer
+    assert found(tracker, "stuck") == []
+    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])  # now it is seen not to have moved
     assert found(tracker, "stuck") == ["A"]
 
 
@@ -139,9 +146,8 @@ def test_a_tracked_error_is_inactive_only_after_the_threshold(tracker, clock):
         return [record(1, "E", status="completed", tracked_status="error", tracked_state="importPending")]
     for _ in range(THRESHOLD // POLL):
         poll(tracker, clock, "sonarr", errored())
-    clock.advance(-1)
     assert found(tracker, "inactive") == []
-    clock.advance(1)
+    poll(tracker, clock, "sonarr", errored())
     assert found(tracker, "inactive") == ["E"]
 
 
@@ -213,16 +219,24 @@ def test_the_history_query_returns_the_points(tracker, clock):
 
 
 def test_soon_stuck_past_three_quarters_and_a_completion_estimate_for_movers(tracker, clock):
-    for step in range(10):
-        poll(tracker, clock, "sonarr", [record(1, "STALL", downloaded=GB),
-                                        record(2, "MOVE", size=10 * GB, downloaded=step * 60 * MB)], seconds=60)
-    # 10 minutes: MOVE moves 1 MB/s with 9.5 GB... left; STALL is not yet soon stuck.
+    def queue(minute):
+        return [record(1, "STALL", downloaded=GB), record(2, "MOVE", size=100 * GB, downloaded=minute * 60 * MB)]
+    for minute in range(90):  # seen at 0 ... 89 minutes
+        poll(tracker, clock, "sonarr", queue(minute), seconds=60)
     items = {item["download_id"]: item for item in tracker.check()["downloads"]}
-    assert not items["STALL"]["soon_stuck"]
-    remaining = 10 * GB - 9 * 60 * MB
-    assert items["MOVE"]["estimated_completion"] == pytest.approx(clock.now() + remaining / MB, rel=0.15)
+    assert not items["STALL"]["soon_stuck"] and not items["MOVE"]["soon_stuck"]
+    remaining = 100 * GB - 89 * 60 * MB
+    assert items["MOVE"]["estimated_completion"] == pytest.approx(clock.now() - 60 + remaining / MB, rel=0.01)
     assert items["STALL"]["estimated_completion"] is None
-    clock.advance(0.75 * THRESHOLD - 10 * 60)
+    poll(tracker, clock, "sonarr", queue(90), seconds=60)  # 90 minutes: three quarters of the threshold
     [soon] = tracker.progress({})["soon_stuck"]
     assert soon["download_id"] == "STALL" and soon["category"] is None
     assert "stuck in 30 min" in soon["reason"]
+
+
+def test_a_record_without_status_keeps_the_download_as_it_was(tracker, clock):
+    for _ in range(THRESHOLD // POLL + 2):
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
+    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=0, status="unknown", size=0)])
+    assert found(tracker, "stuck") == ["A"]
+    assert tracker.check()["downloads"][0]["size"] == 10 * GB

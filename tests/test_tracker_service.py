@@ -44,8 +44,10 @@ def test_ingest_and_queries_over_real_sockets_survive_garbage(deployment, contex
         assert raw.poll(3000), "a REP socket must answer garbage"
         assert protocol.decode(raw.recv()).type == "error"
         raw.close()
-        push.send(protocol.encode("snapshot", snapshot("sonarr", [record(1, "A", downloaded=GB)])))
-        stuck = wait_until(lambda: client.request("progress")["stuck"], 10, "the download to be stuck")
+        def stuck():
+            push.send(protocol.encode("snapshot", snapshot("sonarr", [record(1, "A", downloaded=GB)])))
+            return client.request("progress")["stuck"]
+        stuck = wait_until(stuck, 10, "the download to be stuck", interval=0.3)
         assert [item["download_id"] for item in stuck] == ["A"]
     push.close()
     log = deployment.log_path("tracker").read_text()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.downloads import UNKNOWN_STATUS
+
 
 def _bytes(value: Any) -> int:
     """A size as sent by the *arr (int, decimal or missing) in whole bytes."""
@@ -27,11 +29,12 @@ def normalize_record(raw: dict[str, Any]) -> dict[str, Any] | None:
         return None
     size = _bytes(raw.get("size"))
     sizeleft = _bytes(raw.get("sizeleft", raw.get("sizeLeft")))
+    status = _text(raw.get("status")) if raw.get("size") is not None else None
     return {
         "id": queue_id,
         "download_id": _text(raw.get("downloadId")),
         "title": _text(raw.get("title")) or f"queue item {queue_id}",
-        "status": _text(raw.get("status")) or "unknown",
+        "status": status or UNKNOWN_STATUS,
         "tracked_status": _text(raw.get("trackedDownloadStatus")),
         "tracked_state": _text(raw.get("trackedDownloadState")),
         "error_message": _text(raw.get("errorMessage")),

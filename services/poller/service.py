@@ -18,6 +18,7 @@ from typing import Any
 import zmq
 
 from common import protocol
+from common.downloads import UNKNOWN_STATUS
 from common.clock import Clock, SystemClock
 from common.runtime import set_log_level
 from common.settings import InstanceConfig, Settings
@@ -29,6 +30,9 @@ from services.poller.removal import RemovalPolicy, Remover
 log = logging.getLogger(__name__)
 
 
+BACKOFF_LIMIT = 8  # a failing instance is asked at most every 8 poll intervals
+
+
 def take_snapshot(client: ArrClient, clock: Clock) -> dict[str, Any]:
     """One instance's queue as a snapshot body; a failure is reported as health, not raised."""
     started = time.monotonic()
@@ -38,6 +42,11 @@ def take_snapshot(client: ArrClient, clock: Clock) -> dict[str, Any]:
         health = {"state": "ok", "error": None}
     except ArrError as exc:
         records, health = None, {"state": exc.state, "error": exc.reason}
+    incomplete = sum(1 for record in records or () if record["status"] == UNKNOWN_STATUS)
+    if incomplete:
+        health = {"state": "bad_response",
+                  "error": f"{incomplete} of {len(records)} queue records lack a status or size; "
+                           "they keep their last known state"}
     return {"instance": client.instance.name, "kind": client.instance.kind, "taken_at": taken_at,
             "poll_seconds": time.monotonic() - started, "health": health, "records": records}
 
@@ -54,12 +63,16 @@ class InstancePoller(threading.Thread):
         self._last_state = "ok"
 
     def run(self) -> None:
+        failures = 0
         while not self.stop.is_set():
             started = time.monotonic()
             snapshot = take_snapshot(self.client, self.clock)
             self._log_health(snapshot["health"])
             self.outbox.put(snapshot)
-            self.stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            # Back off from an instance that keeps failing, up to BACKOFF_LIMIT intervals.
+            failures = failures + 1 if snapshot["records"] is None else 0
+            delay = self.interval * min(2 ** failures, BACKOFF_LIMIT)
+            self.stop.wait(max(0.0, delay - (time.monotonic() - started)))
         self.client.close()
 
     def _log_health(self, health: dict) -> None:

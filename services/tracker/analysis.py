@@ -5,7 +5,7 @@ Pure functions over `DownloadHistory`: no sockets, no clock of their own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from common.downloads import measure
 from common.units import human_duration, human_size
@@ -64,7 +64,13 @@ def _minutes(seconds: float) -> str:
     return human_duration(seconds / 60.0)
 
 
-def examine(history: DownloadHistory, now: float, config: DetectionConfig) -> Finding:
+def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
+    """The verdict on one download, from the evidence up to its last observation.
+
+    Time without observations (a tracker restart, an *arr that does not answer) is
+    not evidence that a download stopped moving, so the clock is read at `last_seen`.
+    """
+    now = history.last_seen
     records = history.records
     _, _, downloaded, progress = measure(records)
     first = records[0]
@@ -102,5 +108,3 @@ def examine(history: DownloadHistory, now: float, config: DetectionConfig) -> Fi
     return Finding(history, None, soon, stalled, since, start[1], start[2], reason, completion)
 
 
-def examine_all(histories: Iterable[DownloadHistory], now: float, config: DetectionConfig) -> list[Finding]:
-    return [examine(history, now, config) for history in histories]

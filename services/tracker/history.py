@@ -52,6 +52,7 @@ class DownloadHistory:
     moving: bool = False               # bytes rose at the last poll (outage guard)
     was_moving: bool = False           # bytes rose at the poll before
     last_bytes: int = 0                # bytes at the last poll
+    last_seen: float = 0.0             # time of the last poll that saw it: verdicts rest on evidence up to here
     held: list = field(default_factory=list)  # [start, end|None] spans when an outage held the clock
     points: list = field(default_factory=list)
     records: list = field(default_factory=list)  # the latest queue records of this download
@@ -60,6 +61,7 @@ class DownloadHistory:
     def observe(self, now: float, downloaded: int, progress: float, activity: str,
                 tracked_error: bool, config: DetectionConfig) -> None:
         last = self.points[-1] if self.points else None
+        self.last_seen = now
         self.was_moving = self.moving
         self.moving = last is not None and downloaded > self.last_bytes
         self.last_bytes = downloaded
@@ -164,7 +166,7 @@ class DownloadHistory:
         return {"instance": self.instance, "key": self.key, "first_seen": self.first_seen,
                 "title": self.title, "activity": self.activity, "active_since": self.active_since,
                 "error_since": self.error_since, "held": self.held, "points": self.points,
-                "records": self.records, "last_bytes": self.last_bytes}
+                "records": self.records, "last_bytes": self.last_bytes, "last_seen": self.last_seen}
 
     @classmethod
     def from_state(cls, state: dict) -> "DownloadHistory":
@@ -172,4 +174,4 @@ class DownloadHistory:
                    title=state["title"], activity=state["activity"],
                    active_since=state["active_since"], error_since=state["error_since"],
                    held=state["held"], points=state["points"], records=state["records"],
-                   last_bytes=state["last_bytes"])
+                   last_bytes=state["last_bytes"], last_seen=state["last_seen"])

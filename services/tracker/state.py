@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.clock import Clock
-from common.downloads import classify_download, download_key, measure
+from common.downloads import UNKNOWN_STATUS, classify_download, download_key, measure
 from services.tracker.analysis import Finding, examine
 from services.tracker.history import DetectionConfig, DownloadHistory
 
@@ -56,7 +56,12 @@ class Tracker:
         previous = self.downloads.get(name, {})
         current: dict[str, DownloadHistory] = {}
         for key, records in grouped.items():
-            history = previous.get(key) or DownloadHistory(instance=name, key=key, first_seen=now)
+            history = previous.get(key)
+            if any(record["status"] == UNKNOWN_STATUS for record in records):
+                if history is not None:  # the *arr left its status out: keep what we knew
+                    current[key] = history
+                continue
+            history = history or DownloadHistory(instance=name, key=key, first_seen=now)
             history.records = records
             history.title = records[0]["title"]
             _, _, downloaded, progress = measure(records)
@@ -91,8 +96,7 @@ class Tracker:
 
     # --- queries -------------------------------------------------------------
     def findings(self) -> list[Finding]:
-        now = self.clock.now()
-        return [examine(history, now, self.config)
+        return [examine(history, self.config)
                 for histories in self.downloads.values() for history in histories.values()]
 
     def instance_report(self) -> list[dict[str, Any]]:

@@ -1,0 +1,130 @@
+"""SPEC section 6 for real: processes killed and restarted alone, *arr faults injected at run time."""
+import signal
+import time
+
+import pytest
+
+from common.protocol import removal_request
+from common.sockets import RequestClient
+from tests.conftest import wait_until
+
+MB = 1024 ** 2
+GB = 1024 ** 3
+
+
+@pytest.fixture
+def running(deployment):
+    """Sonarr and Radarr, each with a stalled download that is stuck, and the tracker checkpointing often."""
+    deployment.simulate("sonarr", "radarr")
+    deployment.env.update({"STUCK_THRESHOLD_MINUTES": "0.03", "MIN_SIZE_CHANGE": str(MB),
+                           "TRACKER_CHECKPOINT_SECONDS": "0.3"})
+    deployment.start("simarr", "--scenario", "empty")
+    for kind in ("sonarr", "radarr"):
+        deployment.control(kind, "POST", "downloads", {"title": f"Stalled.{kind}", "size": GB,
+                                                       "downloaded": 100 * MB, "state": "stalled"})
+        deployment.control(kind, "POST", "downloads", {"title": f"Moving.{kind}", "size": 100 * GB,
+                                                       "state": "downloading", "rate": 10 * MB})
+    deployment.start("tracker")
+    deployment.start("poller")
+    wait_until(lambda: len(progress(deployment)["stuck"]) == 2, 30, "both stalled downloads stuck", interval=0.3)
+    return deployment
+
+
+def progress(deployment):
+    return deployment.cli_json("progress")
+
+
+def stuck_titles(answer):
+    return sorted(item["title"] for item in answer["stuck"])
+
+
+def test_tracker_killed_and_restarted(running):
+    time.sleep(0.5)  # let a checkpoint hold the stuck verdicts
+    running.stop("tracker", signal.SIGKILL)
+    started = time.monotonic()
+    down = running.cli("progress", "--json")
+    assert down.returncode == 1 and "tracker did not answer" in down.stderr
+    assert time.monotonic() - started < 10  # fails fast, not a hang (the limit is the 3 s timeout)
+    time.sleep(1.5)  # the poller goes on polling into the void
+    assert running.processes["poller"].poll() is None
+    running.start("tracker")
+    answer = progress(running)
+    assert stuck_titles(answer) == ["Stalled.radarr", "Stalled.sonarr"]  # from the checkpoint, at once
+    def fresh():
+        answer = progress(running)
+        ages = [i["last_snapshot_age_s"] for i in answer["instances"]]
+        return answer if all(age is not None and age < 1.0 for age in ages) else None
+    current = wait_until(fresh, 10, "fresh snapshots from the poller")
+    assert current["tracked"] == 4
+    log = running.log_path("poller").read_text()
+    assert "tracker is not receiving" in log and "tracker is back" in log
+
+
+def test_poller_killed_and_restarted_keeps_history_and_removes_nothing_twice(running):
+    [movie] = [item for item in progress(running)["stuck"] if item["instance"] == "radarr"]
+    request = removal_request([movie], requested_by="test", dry_run=False, include_import_blocked=False,
+                              now=time.time(), valid_for=60)
+    with RequestClient("poller", running.env["POLLER_COMMAND_ENDPOINT"], 20) as client:
+        assert [r["result"] for r in client.request("remove", request)["results"]] == ["removed"]
+    running.stop("poller", signal.SIGKILL)
+    time.sleep(0.5)
+    assert stuck_titles(progress(running)) == ["Stalled.radarr", "Stalled.sonarr"]  # history kept
+    running.start("poller")
+    with RequestClient("poller", running.env["POLLER_COMMAND_ENDPOINT"], 20) as client:
+        [again] = client.request("remove", request)["results"]  # the bot retrying its request
+    assert (again["result"], again["detail"]) == ("skipped", "no longer in the queue")
+    deletes = [r for r in running.control("radarr", "GET", "requests") if r["method"] == "DELETE"]
+    assert len(deletes) == 1
+    wait_until(lambda: stuck_titles(progress(running)) == ["Stalled.sonarr"], 10, "the removal to show")
+
+
+@pytest.mark.parametrize("mode, state, reason", [
+    ("down", "unreachable", "cannot connect"),
+    ("slow", "unreachable", "no answer from"),
+    ("401", "unauthorized", "refused the API key (HTTP 401)"),
+    ("500", "bad_response", "answered HTTP 500"),
+    ("garbage", "bad_response", "not JSON"),
+    ("html", "bad_response", "answered text/html, not JSON"),
+    ("missing_fields", "bad_response", "lack a status or size"),
+])
+def test_an_arr_fault_marks_only_that_instance_and_wipes_no_history(running, mode, state, reason):
+    running.env["REQUEST_TIMEOUT_SECONDS"] = "3"
+    running.control("radarr", "POST", "fault", {"mode": mode, "delay": 6})
+    def radarr_unhealthy():
+        answer = progress(running)
+        return None if next(i for i in answer["instances"] if i["name"] == "radarr")["healthy"] else answer
+    answer = wait_until(radarr_unhealthy, 30, f"radarr {mode}", interval=0.3)
+    health = {i["name"]: i for i in answer["instances"]}
+    assert health["radarr"]["state"] == state and reason in health["radarr"]["error"]
+    assert health["sonarr"]["healthy"] and health["sonarr"]["last_snapshot_age_s"] < 2
+    time.sleep(1)
+    assert stuck_titles(progress(running)) == ["Stalled.radarr", "Stalled.sonarr"]
+    board = running.cli("check").stdout
+    assert "radarr: UNHEALTHY" in board
+    running.control("radarr", "POST", "fault", {"mode": "none"})
+    wait_until(lambda: all(i["healthy"] for i in progress(running)["instances"]), 60, "radarr to recover",
+               interval=0.5)
+    assert stuck_titles(progress(running)) == ["Stalled.radarr", "Stalled.sonarr"]
+
+
+def test_a_failing_instance_is_asked_less_and_less_often(running):
+    running.control("radarr", "POST", "fault", {"mode": "500"})
+    time.sleep(0.5)
+    running.control("radarr", "POST", "requests/clear")
+    running.control("sonarr", "POST", "requests/clear")
+    time.sleep(4)
+    radarr = len(running.control("radarr", "GET", "requests"))
+    sonarr = len(running.control("sonarr", "GET", "requests"))
+    assert sonarr >= 4  # polled every 0.5 s
+    assert radarr <= sonarr / 2  # backed off: 1 s, 2 s, 4 s
+
+
+@pytest.mark.parametrize("name", ["simarr", "tracker", "poller", "bot"])
+def test_sigterm_stops_each_process_cleanly_within_5_seconds(running, name):
+    if name == "bot":
+        running.env["CHECK_INTERVAL"] = "60"
+        running.start("bot")
+        wait_until(lambda: "downloads tracked" in running.log_path("bot").read_text(), 20, "the board")
+    process = running.processes.pop(name)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(5) == 0
