@@ -45,7 +45,7 @@ class ProtocolError(ValueError):
 _NUMBER = (int, float)
 _OPT_STR = (str, type(None))
 SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
-    "snapshot": {"instance": (str,), "kind": (str,), "taken_at": _NUMBER,
+    "snapshot": {"instance": (str,), "kind": (str,), "taken_at": _NUMBER, "poller": (dict,),
                  "health": (dict,), "records": (list, type(None))},
     "check": {},
     "progress": {},
@@ -66,6 +66,10 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "size": (int,), "sizeleft": (int,), "eta": _OPT_STR, "added": _OPT_STR,
     "protocol": _OPT_STR, "download_client": _OPT_STR,
 }
+
+# Who sent a snapshot: the tracker routes removals of that instance to `endpoint`, and
+# calls the instance stale when no snapshot came well after `next_within` seconds.
+POLLER_FIELDS: dict[str, tuple[type, ...]] = {"name": (str,), "endpoint": (str,), "next_within": _NUMBER}
 
 # Fields of one download named in a "remove" request: the ITEM the analysis produced.
 REMOVAL_ITEM_FIELDS: dict[str, tuple[type, ...]] = {
@@ -99,6 +103,7 @@ def validate(message_type: str, body: Any) -> None:
         raise ProtocolError(f"{message_type}: body must be a map")
     _check_fields(message_type, body, SCHEMAS[message_type])
     if message_type == "snapshot":
+        _check_fields("snapshot poller", body["poller"], POLLER_FIELDS)
         health = body["health"]
         if health.get("state") not in HEALTH_STATES:
             raise ProtocolError(f"snapshot: health state must be one of {', '.join(HEALTH_STATES)}")
@@ -153,6 +158,19 @@ def removal_request(downloads: list[dict[str, Any]], *, requested_by: str, dry_r
     """The body of a "remove" request: a fresh id, so a retry is recognised, and an expiry."""
     return {"request_id": uuid.uuid4().hex, "expires_at": now + valid_for, "requested_by": requested_by,
             "dry_run": dry_run, "include_import_blocked": include_import_blocked, "downloads": downloads}
+
+
+def removal_requests(analysis: dict[str, Any], default_endpoint: str, **request: Any) -> dict[str, dict[str, Any]]:
+    """One "remove" request per poller, from the tracker's "analyze" answer: endpoint -> body.
+
+    Each instance's downloads go to the poller that owns it (``analysis["pollers"]``);
+    an instance no poller has claimed yet goes to `default_endpoint`.
+    """
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for item in analysis["candidates"]:
+        endpoint = analysis["pollers"].get(item["instance"], default_endpoint)
+        grouped.setdefault(endpoint, []).append(item)
+    return {endpoint: removal_request(items, **request) for endpoint, items in grouped.items()}
 
 
 def ok(body: dict[str, Any] | None = None) -> bytes:

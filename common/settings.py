@@ -78,10 +78,16 @@ class Settings:
     tracker_ingest_endpoint: str = "tcp://127.0.0.1:5555"
     tracker_query_endpoint: str = "tcp://127.0.0.1:5556"
     poller_command_endpoint: str = "tcp://127.0.0.1:5557"
+    poller_name: str = "poller"
+    poller_advertised_endpoint: str | None = None  # where bots reach this poller; default: its command endpoint
     request_timeout_seconds: float = 5.0
     removal_timeout_seconds: float = 60.0
     simarr_port: int = 8989
     log_level: str = "INFO"
+
+    @property
+    def poller_endpoint_for_clients(self) -> str:
+        return self.poller_advertised_endpoint or self.poller_command_endpoint
 
     @property
     def stuck_threshold_seconds(self) -> float:
@@ -160,6 +166,12 @@ def _endpoint(name: str, value: str) -> str:
     return value
 
 
+def _name(name: str, value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+        raise _bad(name, value, "expected a short name (letters, digits, . _ -)")
+    return value
+
+
 def _url(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -193,6 +205,8 @@ _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRACKER_INGEST_ENDPOINT": ("tracker_ingest_endpoint", _endpoint),
     "TRACKER_QUERY_ENDPOINT": ("tracker_query_endpoint", _endpoint),
     "POLLER_COMMAND_ENDPOINT": ("poller_command_endpoint", _endpoint),
+    "POLLER_NAME": ("poller_name", _name),
+    "POLLER_ADVERTISED_ENDPOINT": ("poller_advertised_endpoint", _endpoint),
     "REQUEST_TIMEOUT_SECONDS": ("request_timeout_seconds", _positive),
     "REMOVAL_TIMEOUT_SECONDS": ("removal_timeout_seconds", _positive),
     "SIMARR_PORT": ("simarr_port", _port),
@@ -258,9 +272,10 @@ def _check_exposure(values: dict[str, object], curve: CurveKeys | None) -> None:
     """Messages that leave the machine must be encrypted and authenticated."""
     if curve is not None:
         return
-    for name in ("TRACKER_INGEST_ENDPOINT", "TRACKER_QUERY_ENDPOINT", "POLLER_COMMAND_ENDPOINT"):
-        endpoint = str(values.get(_SCALARS[name][0]) or getattr(Settings, _SCALARS[name][0]))
-        if not is_loopback(endpoint):
+    for name in ("TRACKER_INGEST_ENDPOINT", "TRACKER_QUERY_ENDPOINT", "POLLER_COMMAND_ENDPOINT",
+                 "POLLER_ADVERTISED_ENDPOINT"):
+        endpoint = str(values.get(_SCALARS[name][0]) or getattr(Settings, _SCALARS[name][0]) or "")
+        if endpoint and not is_loopback(endpoint):
             raise SettingsError(
                 f"setting {name}={endpoint!r} reaches beyond this machine: set the CURVE_* keys "
                 "(discarr keys generate) or use a 127.0.0.1 endpoint")

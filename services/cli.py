@@ -35,12 +35,14 @@ def _run_process(name: str, body: Callable[[Settings], None]) -> None:
         sys.exit(1)
 
 
-def _ask(settings: Settings, service: str, message_type: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One request to the tracker or the poller; no answer or an error reply exits 1 naming it."""
-    endpoint, timeout = {
+def _ask(settings: Settings, service: str, message_type: str, body: dict[str, Any] | None = None,
+         endpoint: str | None = None) -> dict[str, Any]:
+    """One request to the tracker or a poller; no answer or an error reply exits 1 naming it."""
+    default_endpoint, timeout = {
         "tracker": (settings.tracker_query_endpoint, settings.request_timeout_seconds),
-        "poller": (settings.poller_command_endpoint, settings.removal_timeout_seconds),
+        "poller": (settings.poller_endpoint_for_clients, settings.removal_timeout_seconds),
     }[service]
+    endpoint = endpoint or default_endpoint
     try:
         with RequestClient(service, endpoint, timeout, curve=settings.curve) as client:
             return client.request(message_type, body)
@@ -181,13 +183,11 @@ def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, as_json: boo
         if analysis["attention"] and not include_import_blocked:
             console.print(items_table("Needs attention (kept; --include-import-blocked removes them)",
                                       analysis["attention"]))
-    results: list[dict] = []
     if candidates and not (dry_run or yes):
         if not click.confirm(f"Remove these {len(candidates)} downloads?", err=True):
             click.echo("cancelled; nothing was removed", err=True)
             return
-    if candidates:
-        results = _remove(settings, candidates, dry_run, include_import_blocked)
+    results = _remove(settings, analysis, dry_run, include_import_blocked)
     if as_json:
         _print_json({"dry_run": dry_run, "candidates": candidates, "results": results,
                      "attention": analysis["attention"]})
@@ -197,12 +197,17 @@ def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, as_json: boo
         sys.exit(1)
 
 
-def _remove(settings: Settings, candidates: list[dict], dry_run: bool, include_import_blocked: bool) -> list[dict]:
+def _remove(settings: Settings, analysis: dict, dry_run: bool, include_import_blocked: bool) -> list[dict]:
+    """Send each poller the removals of its instances; the results of all of them."""
     import getpass
     import time
 
-    from common.protocol import removal_request
-    request = removal_request(candidates, requested_by=f"cli:{getpass.getuser()}", dry_run=dry_run,
-                              include_import_blocked=include_import_blocked, now=time.time(),
-                              valid_for=settings.removal_timeout_seconds)
-    return _ask(settings, "poller", "remove", request)["results"]
+    from common.protocol import removal_requests
+    requests = removal_requests(analysis, settings.poller_endpoint_for_clients,
+                                requested_by=f"cli:{getpass.getuser()}", dry_run=dry_run,
+                                include_import_blocked=include_import_blocked, now=time.time(),
+                                valid_for=settings.removal_timeout_seconds)
+    results = []
+    for endpoint, request in requests.items():
+        results.extend(_ask(settings, "poller", "remove", request, endpoint=endpoint)["results"])
+    return results

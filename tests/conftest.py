@@ -69,12 +69,21 @@ class Deployment:
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        log = open(self.log_path(name), "ab")
-        process = subprocess.Popen([sys.executable, "-m", "services", name, *args], env=self.env,
+    def start(self, name: str, *args: str, alias: str | None = None,
+              env: dict[str, str | None] | None = None) -> subprocess.Popen:
+        """Start `discarr NAME`; `alias` names a second process of one kind, `env` changes (None unsets)."""
+        alias = alias or name
+        environment = dict(self.env)
+        for key, value in (env or {}).items():
+            if value is None:
+                environment.pop(key, None)
+            else:
+                environment[key] = value
+        log = open(self.log_path(alias), "ab")
+        process = subprocess.Popen([sys.executable, "-m", "services", name, *args], env=environment,
                                    cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        self.processes[name] = process
+        self.processes[alias] = process
         if name == "simarr":
             wait_until(self._simarr_up, 20, "simarr to listen")
         return process

@@ -21,7 +21,9 @@ def record(queue_id: int, download_id: str | None, *, size: int = 10 * GB, downl
     return fields
 
 
-def snapshot(instance: str, records: list[dict] | None, *, kind: str = "sonarr",
-             state: str = "ok", error: str | None = None) -> dict[str, Any]:
+def snapshot(instance: str, records: list[dict] | None, *, kind: str = "sonarr", state: str = "ok",
+             error: str | None = None, poller: str = "poller", next_within: float = 1e9) -> dict[str, Any]:
+    # A huge next_within: unit tests move the clock far without making the instance stale.
     return {"instance": instance, "kind": kind, "taken_at": 0.0,
+            "poller": {"name": poller, "endpoint": f"tcp://127.0.0.1:5557/{poller}", "next_within": next_within},
             "health": {"state": state, "error": error}, "records": records}

@@ -25,6 +25,7 @@ def test_missing_and_null_fields_get_safe_values():
         "tracked_state": None, "error_message": None, "size": 0, "sizeleft": 0, "eta": None, "added": None,
         "protocol": None, "download_client": None}
     protocol.validate("snapshot", {"instance": "s", "kind": "sonarr", "taken_at": 0.0,
+                                   "poller": {"name": "p", "endpoint": "tcp://127.0.0.1:1", "next_within": 1},
                                    "health": {"state": "ok"}, "records": [record]})
 
 

@@ -17,6 +17,7 @@ def record(**fields):
 
 def snapshot(records):
     return {"instance": "sonarr", "kind": "sonarr", "taken_at": 1.5,
+            "poller": {"name": "poller", "endpoint": "tcp://127.0.0.1:5557", "next_within": 30},
             "health": {"state": "ok", "error": None}, "records": records}
 
 

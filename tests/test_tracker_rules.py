@@ -174,7 +174,7 @@ def test_an_unhealthy_poll_wipes_no_history(tracker, clock):
     assert found(tracker, "stuck") == ["S"]
     [health] = tracker.progress({})["instances"]
     assert health == {"name": "sonarr", "kind": "sonarr", "healthy": False, "state": "unreachable",
-                      "error": "cannot connect", "records": 1, "last_snapshot_age_s": 0.0}
+                      "error": "cannot connect", "records": 1, "last_snapshot_age_s": 0.0, "poller": "poller"}
 
 
 def test_downloads_that_leave_the_queue_leave_the_tracker(tracker, clock):

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 BACKOFF_LIMIT = 8  # a failing instance is asked at most every 8 poll intervals
 
 
-def take_snapshot(client: ArrClient, clock: Clock) -> dict[str, Any]:
+def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any]) -> dict[str, Any]:
     """One instance's queue as a snapshot body; a failure is reported as health, not raised."""
     started = time.monotonic()
     taken_at = clock.now()
@@ -48,7 +48,7 @@ def take_snapshot(client: ArrClient, clock: Clock) -> dict[str, Any]:
                   "error": f"{incomplete} of {len(records)} queue records lack a status or size; "
                            "they keep their last known state"}
     return {"instance": client.instance.name, "kind": client.instance.kind, "taken_at": taken_at,
-            "poll_seconds": time.monotonic() - started, "health": health, "records": records}
+            "poller": poller, "poll_seconds": time.monotonic() - started, "health": health, "records": records}
 
 
 class InstancePoller(threading.Thread):
@@ -60,18 +60,22 @@ class InstancePoller(threading.Thread):
         self.client = ArrClient(instance, settings.request_timeout_seconds)
         self.interval = settings.poll_interval_seconds
         self.outbox, self.stop, self.clock = outbox, stop, clock
+        self.timeout = settings.request_timeout_seconds
+        self.poller = {"name": settings.poller_name, "endpoint": settings.poller_endpoint_for_clients}
         self._last_state = "ok"
 
     def run(self) -> None:
         failures = 0
         while not self.stop.is_set():
             started = time.monotonic()
-            snapshot = take_snapshot(self.client, self.clock)
-            self._log_health(snapshot["health"])
-            self.outbox.put(snapshot)
+            snapshot = take_snapshot(self.client, self.clock, self.poller)
             # Back off from an instance that keeps failing, up to BACKOFF_LIMIT intervals.
             failures = failures + 1 if snapshot["records"] is None else 0
             delay = self.interval * min(2 ** failures, BACKOFF_LIMIT)
+            # Tell the tracker when to expect the next snapshot, so it can tell a slow poll from a dead poller.
+            snapshot["poller"] = dict(self.poller, next_within=delay + max(snapshot["poll_seconds"], self.timeout))
+            self._log_health(snapshot["health"])
+            self.outbox.put(snapshot)
             self.stop.wait(max(0.0, delay - (time.monotonic() - started)))
         self.client.close()
 

@@ -14,7 +14,7 @@ from common.settings import Settings
 from common.sockets import answer, bind, start_authenticator
 from services.tracker import checkpoint
 from services.tracker.history import DetectionConfig
-from services.tracker.state import Tracker
+from services.tracker.state import InstanceConflict, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,6 @@ def receive_snapshot(tracker: Tracker, data: bytes) -> None:
         message = protocol.decode(data)
         if message.type != "snapshot":
             raise protocol.ProtocolError(f"expected a snapshot, got {message.type!r}")
-    except protocol.ProtocolError as exc:
+        tracker.ingest(message.body)
+    except (protocol.ProtocolError, InstanceConflict) as exc:
         log.warning("ingest rejected a message: %s", exc)
-        return
-    tracker.ingest(message.body)

@@ -17,6 +17,12 @@ from services.tracker.analysis import Finding, examine
 from services.tracker.history import DetectionConfig, DownloadHistory
 
 OUTAGE_MIN_DOWNLOADS = 3
+STALE_FACTOR = 2  # no snapshot for twice the time its poller announced: the poller is gone
+STALE_SLACK_SECONDS = 1.0
+
+
+class InstanceConflict(ValueError):
+    """Two pollers send the same instance name."""
 
 
 @dataclass
@@ -27,6 +33,16 @@ class InstanceState:
     error: str | None = None
     last_snapshot_at: float | None = None
     records: int = 0
+    poller: str = ""
+    poller_endpoint: str = ""
+    next_within: float = 60.0
+
+    def stale_for(self, now: float) -> float | None:
+        """Seconds since the snapshot that should have come, or None when it is current."""
+        if self.last_snapshot_at is None:
+            return None
+        age = now - self.last_snapshot_at
+        return age if age > STALE_FACTOR * self.next_within + STALE_SLACK_SECONDS else None
 
 
 class Tracker:
@@ -41,7 +57,13 @@ class Tracker:
     # --- ingest ------------------------------------------------------------
     def ingest(self, snapshot: dict[str, Any]) -> None:
         name = snapshot["instance"]
+        poller = snapshot["poller"]
         instance = self.instances.setdefault(name, InstanceState(name, snapshot["kind"]))
+        if instance.poller and instance.poller != poller["name"] and instance.stale_for(self.clock.now()) is None:
+            raise InstanceConflict(f"instance {name!r} comes from poller {poller['name']!r} but belongs to "
+                             f"{instance.poller!r}: instance names must be unique across pollers")
+        instance.poller, instance.poller_endpoint = poller["name"], poller["endpoint"]
+        instance.next_within = poller["next_within"]
         instance.kind = snapshot["kind"]
         instance.health = snapshot["health"]["state"]
         instance.error = snapshot["health"].get("error")
@@ -101,10 +123,16 @@ class Tracker:
 
     def instance_report(self) -> list[dict[str, Any]]:
         now = self.clock.now()
-        return [{"name": i.name, "kind": i.kind, "healthy": i.health == "ok", "state": i.health,
-                 "error": i.error, "records": i.records,
-                 "last_snapshot_age_s": None if i.last_snapshot_at is None else round(now - i.last_snapshot_at, 3)}
-                for i in sorted(self.instances.values(), key=lambda i: i.name)]
+        report = []
+        for i in sorted(self.instances.values(), key=lambda i: i.name):
+            stale = i.stale_for(now)
+            state, error = (i.health, i.error) if stale is None else (
+                "stale", f"no snapshot for {stale:.0f}s: poller {i.poller!r} is not reporting")
+            report.append({"name": i.name, "kind": i.kind, "healthy": state == "ok", "state": state,
+                           "error": error, "records": i.records, "poller": i.poller,
+                           "last_snapshot_age_s": None if i.last_snapshot_at is None
+                           else round(now - i.last_snapshot_at, 3)})
+        return report
 
     def outage_report(self) -> list[dict[str, Any]]:
         return [{"instance": instance, "download_client": client, "since": since}
@@ -135,7 +163,8 @@ class Tracker:
         categories = {"stuck", "inactive"} | ({"attention"} if include_import_blocked else set())
         findings = self.findings()
         return {"candidates": [f.item() for f in findings if f.category in categories],
-                "attention": [f.item() for f in findings if f.category == "attention"]}
+                "attention": [f.item() for f in findings if f.category == "attention"],
+                "pollers": {i.name: i.poller_endpoint for i in self.instances.values() if i.poller_endpoint}}
 
     def history(self, instance: str, key: str) -> dict[str, Any]:
         history = self.downloads.get(instance, {}).get(key)
