@@ -168,7 +168,7 @@ def removal_requests(analysis: dict[str, Any], default_endpoint: str, **request:
     """
     grouped: dict[str, list[dict[str, Any]]] = {}
     for item in analysis["candidates"]:
-        endpoint = analysis["pollers"].get(item["instance"], default_endpoint)
+        endpoint = analysis.get("pollers", {}).get(item["instance"], default_endpoint)
         grouped.setdefault(endpoint, []).append(item)
     return {endpoint: removal_request(items, **request) for endpoint, items in grouped.items()}
 

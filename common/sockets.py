@@ -86,7 +86,11 @@ def connect(context: zmq.Context, kind: int, endpoint: str, curve: CurveKeys | N
         sock.curve_serverkey = curve.server_public.encode()
         sock.curve_publickey = curve.client_public.encode()
         sock.curve_secretkey = curve.client_secret.encode()
-    sock.connect(endpoint)
+    try:
+        sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close()
+        raise ServiceUnavailable(f"cannot connect to {endpoint}: {exc.strerror}") from None
     return sock
 
 

@@ -75,17 +75,39 @@ def tracker() -> None:
 
 
 @main.command()
-def bot() -> None:
-    """Run the bot (the terminal board when DISCORD_TOKEN is unset)."""
-    from services.bot.terminal import run_terminal_board
+@click.option("--print-commands", is_flag=True, help="Print the slash commands synced to Discord (JSON) and exit.")
+def bot(print_commands: bool) -> None:
+    """Run the bot: the Discord bot with DISCORD_TOKEN, else the terminal board."""
+    if print_commands:
+        from services.bot.app import command_tree_json
+        _print_json(command_tree_json())
+        return
 
     def body(settings: Settings) -> None:
+        stop = stop_event_on_signals()
         if settings.discord_token:
-            click.echo("discarr bot: the Discord bot is not available in this version; "
-                       "unset DISCORD_TOKEN to run the terminal board", err=True)
-            sys.exit(2)
-        run_terminal_board(settings, stop_event_on_signals())
+            from services.bot.app import run_discord_bot
+            run_discord_bot(settings, stop)
+        else:
+            from services.bot.terminal import run_terminal_board
+            run_terminal_board(settings, stop)
     _run_process("bot", body)
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["board", "progress", "cleanup"]))
+@click.option("--json", "as_json", is_flag=True, help="Print the Discord payload as JSON.")
+def preview(kind: str, as_json: bool) -> None:
+    """What the Discord bot would send now (embeds and buttons), from the live tracker."""
+    from services.bot.preview import preview as build
+    from services.bot.preview import render_json, render_text
+    settings = _settings()
+    try:
+        payload = build(kind, settings)
+    except (ServiceUnavailable, ServiceError) as exc:
+        click.echo(f"discarr: {exc}", err=True)
+        sys.exit(1)
+    click.echo(render_json(payload) if as_json else render_text(payload), nl=as_json)
 
 
 @main.command()

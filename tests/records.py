@@ -25,5 +25,5 @@ def snapshot(instance: str, records: list[dict] | None, *, kind: str = "sonarr",
              error: str | None = None, poller: str = "poller", next_within: float = 1e9) -> dict[str, Any]:
     # A huge next_within: unit tests move the clock far without making the instance stale.
     return {"instance": instance, "kind": kind, "taken_at": 0.0,
-            "poller": {"name": poller, "endpoint": f"tcp://127.0.0.1:5557/{poller}", "next_within": next_within},
+            "poller": {"name": poller, "endpoint": "", "next_within": next_within},
             "health": {"state": state, "error": error}, "records": records}

@@ -416,3 +416,11 @@ def test_the_demo_shows_a_download_going_stuck_within_a_minute(clock: ManualCloc
     assert build_instances(specs, "empty", clock, 1.0)[0].downloads() == []
     with pytest.raises(ValueError):
         build_instances(specs, "busy", clock, 1.0)
+
+
+def test_readarr_sorts_by_added_although_its_records_have_none():
+    from common.clock import ManualClock
+    from services.simarr.model import SimInstance
+    readarr = SimInstance(name="readarr", kind="readarr", url_base="", api_key="k", clock=ManualClock())
+    readarr.add_bulk(3, state="downloading", rate=10 ** 6, size=10 ** 10)
+    assert readarr.queue_page(1, 10, "added", True)["totalRecords"] == 3

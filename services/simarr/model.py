@@ -494,7 +494,7 @@ def _sort_key(sort_key: str, views: dict[int, dict[str, Any]]) -> Callable[[Row]
     keys = {
         "timeleft": timeleft, "estimatedCompletionTime": timeleft, "progress": progress,
         "title": lambda row: row[1]["title"].casefold(),
-        "added": lambda row: row[1]["added"],
+        "added": lambda row: row[1].get("added") or "",  # Readarr records have no added
         "size": lambda row: view(row)["size"],
         "sizeleft": lambda row: view(row)["sizeleft"],
         "status": lambda row: view(row)["status"],

@@ -1,0 +1,377 @@
+"""The Discord bot: the client, the status board that edits one message in place, and warnings.
+
+`run_discord_bot(settings, stop_event)` runs it until the event is set (or
+SIGTERM); `command_tree_json()` is the command payload it syncs, built
+without logging in. The board's message id lives in BOT_STATE_FILE
+(`settings.bot_state_file`, JSON written atomically), so a restarted bot
+edits the same message; so does the memory of what it already warned about,
+so a restart does not warn twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import signal
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands, tasks
+
+from common.settings import Settings
+from common.sockets import ServiceUnavailable
+from services.bot.commands import DiscarrCog, ServiceFailure, Services, fetch_board_pages
+from services.bot.embeds import board_error_embed, board_pages, page_of, warning_embed
+from services.bot.views import BoardPager, pager_for
+
+log = logging.getLogger(__name__)
+
+STOP_POLL_SECONDS = 0.2
+
+
+# --- the state file ------------------------------------------------------------------------------
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable bot state %s: %s", path, exc)
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def save_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write the state atomically: a reader (a restarted bot) sees the old file or the new one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(state, stream, indent=1, sort_keys=True)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# --- the status board ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BoardResult:
+    message_id: int
+    pages: int
+    tracked: int
+    warned: bool
+
+    @property
+    def summary(self) -> str:
+        return (f"{self.tracked} downloads tracked, {self.pages} page(s)."
+                + (" A warning was posted." if self.warned else ""))
+
+
+ChannelResolver = Callable[[], Awaitable[Any]]
+
+
+class StatusBoard:
+    """One message in DISCORD_CHANNEL_ID, edited in place; and one warning per breakage."""
+
+    def __init__(self, settings: Settings, services: Services, resolve_channel: ChannelResolver) -> None:
+        self.settings = settings
+        self.services = services
+        self.resolve_channel = resolve_channel
+        self.state_path = settings.bot_state_file
+        self.state = load_state(self.state_path)
+        self._lock = asyncio.Lock()
+
+    def _save(self) -> None:
+        try:
+            save_state(self.state_path, self.state)
+        except OSError as exc:
+            log.error("cannot save the bot state to %s: %s; a restart will post a new board", self.state_path, exc)
+
+    async def load_pages(self) -> list[list[discord.Embed]]:
+        return await fetch_board_pages(self.services)
+
+    async def refresh(self) -> BoardResult:
+        """Fetch the queue, edit the board message (or post it), and warn about what newly broke."""
+        async with self._lock:
+            channel = await self.resolve_channel()
+            try:
+                check = await self.services.ask("tracker", "check")
+            except ServiceFailure as exc:
+                await self._show_error(channel, str(exc))
+                raise
+            pages = await asyncio.to_thread(board_pages, check)
+            message_id = await self._edit_or_post(channel, pages)
+            warned = await self._warn(channel, check)
+            return BoardResult(message_id, len(pages), check.get("tracked", 0), warned)
+
+    async def _show_error(self, channel: Any, detail: str) -> None:
+        """While the tracker is away the board says so (it never posts a second message for it)."""
+        message_id = self._message_id(channel)
+        if message_id is None:
+            return
+        try:
+            await channel.get_partial_message(message_id).edit(embeds=[board_error_embed(detail)], view=None)
+        except discord.HTTPException as exc:
+            log.info("could not mark the board as stale: %s", exc)
+
+    def _message_id(self, channel: Any) -> int | None:
+        if self.state.get("channel_id") == channel.id and isinstance(self.state.get("message_id"), int):
+            return self.state["message_id"]
+        return None
+
+    async def _edit_or_post(self, channel: Any, pages: list[list[discord.Embed]]) -> int:
+        message_id = self._message_id(channel)
+        if message_id is not None:
+            try:
+                message = await channel.fetch_message(message_id)
+            except discord.NotFound:
+                log.info("the board message %s is gone; posting a new one", message_id)
+                message = None
+            except discord.Forbidden:
+                message = channel.get_partial_message(message_id)  # no Read Message History: edit blind
+            if message is not None:
+                page, _ = page_of(getattr(message, "embeds", None) or [])
+                page = min(page, len(pages) - 1)
+                try:
+                    await message.edit(content=None, embeds=pages[page],
+                                       view=pager_for(self.load_pages, page, len(pages)))
+                    return message_id
+                except discord.NotFound:
+                    log.info("the board message %s is gone; posting a new one", message_id)
+                except discord.Forbidden as exc:
+                    log.warning("cannot edit the board message %s (%s); posting a new one", message_id, exc.text)
+        message = await channel.send(embeds=pages[0], view=pager_for(self.load_pages, 0, len(pages)))
+        self.state.update(channel_id=channel.id, message_id=message.id)
+        self._save()
+        log.info("posted the status board as message %s in channel %s", message.id, channel.id)
+        return message.id
+
+    async def _warn(self, channel: Any, check: dict[str, Any]) -> bool:
+        """One message for downloads that became stuck and instances that became unhealthy since the last look.
+
+        What was warned about is remembered; it is warned about again only
+        after it recovered and broke again.
+        """
+        stuck = {f"{item['instance']}/{item['download_id']}": item
+                 for item in check.get("downloads", ()) if item.get("category") == "stuck"}
+        unhealthy = {instance["name"]: instance for instance in check.get("instances", ()) if not instance.get("healthy")}
+        warned_stuck = set(self.state.get("warned_stuck", ()))
+        warned_unhealthy = set(self.state.get("warned_unhealthy", ()))
+        new_stuck = [item for key, item in stuck.items() if key not in warned_stuck]
+        new_unhealthy = [instance for name, instance in unhealthy.items() if name not in warned_unhealthy]
+        posted = False
+        if new_stuck or new_unhealthy:
+            try:
+                await channel.send(embed=warning_embed(new_stuck, new_unhealthy),
+                                   allowed_mentions=discord.AllowedMentions.none())
+                posted = True
+            except discord.HTTPException as exc:
+                log.warning("could not post a warning: %s", exc)
+        # Forget what recovered; remember what was warned about (what failed to post is tried again).
+        if posted:
+            warned_stuck, warned_unhealthy = set(stuck), set(unhealthy)
+        else:
+            warned_stuck &= set(stuck)
+            warned_unhealthy &= set(unhealthy)
+        if (sorted(warned_stuck) != self.state.get("warned_stuck", [])
+                or sorted(warned_unhealthy) != self.state.get("warned_unhealthy", [])):
+            self.state.update(warned_stuck=sorted(warned_stuck), warned_unhealthy=sorted(warned_unhealthy))
+            self._save()
+        return posted
+
+
+# --- the client -------------------------------------------------------------------------------------
+
+def bot_intents() -> discord.Intents:
+    """Slash commands need no privileged intent; guilds lets the bot see its channels."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    return intents
+
+
+class DiscarrBot(commands.Bot):
+    def __init__(self, settings: Settings, services: Services | None = None) -> None:
+        super().__init__(command_prefix=commands.when_mentioned, intents=bot_intents(), help_command=None)
+        self.settings = settings
+        self.services = services or Services(settings)
+        self.board: StatusBoard | None = None
+        if settings.discord_channel_id is not None:
+            self.board = StatusBoard(settings, self.services, self._board_channel)
+        self.cog = DiscarrCog(settings, self.services, self.board)
+
+    async def _board_channel(self) -> Any:
+        channel_id = self.settings.discord_channel_id
+        return self.get_channel(channel_id) or self.get_partial_messageable(channel_id)
+
+    async def setup_hook(self) -> None:
+        await self.add_cog(self.cog)
+        self.add_view(BoardPager(self.board.load_pages if self.board else self._pages_without_board))
+        await self.sync_commands()
+        if self.board is None:
+            log.warning("DISCORD_CHANNEL_ID is not set: no status board and no /check")
+        else:
+            self.board_loop.change_interval(seconds=self.settings.check_interval)
+            self.board_loop.start()
+
+    async def _pages_without_board(self) -> list[list[discord.Embed]]:
+        return await fetch_board_pages(self.services)
+
+    async def sync_commands(self) -> None:
+        """Sync the slash commands when they changed since the last sync (Discord rate-limits syncs)."""
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        state_path = self.settings.bot_state_file
+        state = self.board.state if self.board else load_state(state_path)
+        synced = {"application_id": self.application_id, "digest": digest}
+        if state.get("commands") == synced:
+            log.info("slash commands unchanged since the last sync")
+            return
+        await self.tree.sync()
+        log.info("synced %d slash commands", len(payload))
+        state["commands"] = synced
+        try:
+            save_state(state_path, state)
+        except OSError as exc:
+            log.warning("cannot save the bot state to %s: %s", state_path, exc)
+
+    @tasks.loop(seconds=300)
+    async def board_loop(self) -> None:
+        assert self.board is not None
+        try:
+            await self.board.refresh()
+        except ServiceFailure as exc:
+            log.warning("status board not refreshed: %s", exc)
+        except discord.HTTPException as exc:
+            log.warning("status board not refreshed: Discord answered %s %s", exc.status, exc.text)
+        except Exception:
+            log.exception("status board not refreshed")
+
+    @board_loop.before_loop
+    async def _before_board_loop(self) -> None:
+        await self.wait_until_ready()
+
+    async def on_ready(self) -> None:
+        log.info("logged in to Discord as %s (id %s)", self.user, getattr(self.user, "id", "?"))
+
+    async def close(self) -> None:
+        if self.board_loop.is_running():
+            self.board_loop.cancel()
+        await super().close()
+        await self.services.close()
+
+
+# --- running it -------------------------------------------------------------------------------------
+
+class RedactToken(logging.Filter):
+    """Replaces the bot token wherever it would reach a log line, tracebacks included."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.token:
+            return True
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, "<DISCORD_TOKEN>"), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and self.token in record.exc_text:
+            record.exc_text = record.exc_text.replace(self.token, "<DISCORD_TOKEN>")
+        return True
+
+
+def _explain(error: BaseException) -> str:
+    if isinstance(error, discord.LoginFailure):
+        return "Discord refused DISCORD_TOKEN: check the bot token in the Developer Portal"
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return "Discord asked for a privileged intent the bot does not use; check the application's settings"
+    if isinstance(error, (aiohttp.ClientError, OSError)):
+        return f"cannot reach Discord ({type(error).__name__})"
+    if isinstance(error, discord.HTTPException):
+        return f"Discord answered {error.status} at log in"
+    return f"the bot stopped: {type(error).__name__}"
+
+
+async def _wait_for(stop: threading.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(STOP_POLL_SECONDS)
+
+
+def _stop_on_sigterm(loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
+    """Unless the caller already handles SIGTERM (the CLI does), let it set the stop event."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass
+
+
+async def serve(settings: Settings, stop: threading.Event, bot: DiscarrBot | None = None) -> None:
+    """Log in and run until `stop` is set; a refused token or no network raises ServiceUnavailable."""
+    bot = bot or DiscarrBot(settings)
+    _stop_on_sigterm(asyncio.get_running_loop(), stop)
+    async with bot:
+        runner = asyncio.create_task(bot.start(settings.discord_token or ""), name="discord")
+        watcher = asyncio.create_task(_wait_for(stop), name="stop-watcher")
+        done, _ = await asyncio.wait({runner, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        watcher.cancel()
+        if runner in done:
+            error = runner.exception()
+            if error is not None:
+                log.debug("the Discord client stopped", exc_info=error)
+                raise ServiceUnavailable(f"discord: {_explain(error)}") from None
+            return
+        log.info("stopping the Discord bot")
+        await bot.close()  # closes the gateway connection; what is left of start() has nothing more to do
+        runner.cancel()
+        outcome = (await asyncio.gather(runner, return_exceptions=True))[0]
+        if outcome is not None:
+            log.debug("the Discord client ended with %r", outcome)
+
+
+def run_discord_bot(settings: Settings, stop_event: threading.Event) -> None:
+    """Run the Discord bot until `stop_event` is set or SIGTERM; blocking.
+
+    Raises ServiceUnavailable (naming "discord", never the token) when the
+    token is missing or refused or Discord cannot be reached.
+    """
+    if not settings.discord_token:
+        raise ServiceUnavailable("discord: DISCORD_TOKEN is not set")
+    redactor = RedactToken(settings.discord_token)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(redactor)
+    try:
+        asyncio.run(serve(settings, stop_event))
+    finally:
+        for handler in handlers:
+            handler.removeFilter(redactor)
+
+
+def command_tree_json() -> list[dict[str, Any]]:
+    """The slash commands as the bot syncs them to Discord (built without logging in)."""
+    client = discord.Client(intents=bot_intents())
+    tree = app_commands.CommandTree(client)
+    for command in DiscarrCog(Settings(), None).get_app_commands():
+        tree.add_command(command)
+    return [command.to_dict(tree) for command in tree.get_commands()]

@@ -1,0 +1,369 @@
+"""The slash commands: /check, /verbose, /progress and /cleanup, in one Cog.
+
+The decorated methods only name the command and hand over to a plain method
+(`run_check`, ...). Every tracker and poller request goes through
+`Services` (zmq.asyncio, with a timeout), and every failure becomes an
+ephemeral error naming the service, never "The application did not respond":
+commands that ask a service defer first.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Protocol
+
+import discord
+import zmq.asyncio
+from discord import app_commands
+from discord.ext import commands
+
+from common.protocol import removal_requests
+from common.settings import Settings
+from common.sockets import AsyncRequestClient, ServiceError, ServiceUnavailable
+from services.bot.chart import CHART_NAME, history_file, render_history_png
+from services.bot.embeds import (GREEN, board_pages, cleanup_preview_embeds, cleanup_report_embeds,
+                                 download_embed, error_embed, failure_embed, notice_embed, progress_embeds)
+from services.bot.limits import clip
+from services.bot.views import CONFIRM_TIMEOUT, CleanupConfirmView, requested_by
+
+log = logging.getLogger(__name__)
+
+AUTOCOMPLETE_TIMEOUT = 2.5   # Discord drops an autocomplete answer after 3 seconds
+AUTOCOMPLETE_CACHE_SECONDS = 10.0
+
+
+class ServiceFailure(Exception):
+    """A tracker or poller request that failed; `service` names who, `unavailable` says it did not answer."""
+
+    def __init__(self, service: str, error: ServiceUnavailable | ServiceError) -> None:
+        super().__init__(str(error))
+        self.service = service
+        self.error = error
+        self.unavailable = isinstance(error, ServiceUnavailable)
+
+
+class Services:
+    """The bot's requests to the tracker and the pollers, on one zmq.asyncio context."""
+
+    def __init__(self, settings: Settings, context: zmq.asyncio.Context | None = None) -> None:
+        self.settings = settings
+        self._own_context = context is None
+        self.context = context or zmq.asyncio.Context()
+        self.tracker = AsyncRequestClient("tracker", settings.tracker_query_endpoint,
+                                          settings.request_timeout_seconds, self.context, settings.curve)
+        self.pollers: dict[str, AsyncRequestClient] = {}  # endpoint -> client; one per site
+
+    def _client(self, service: str, endpoint: str | None) -> AsyncRequestClient:
+        if service == "tracker":
+            return self.tracker
+        endpoint = endpoint or self.settings.poller_endpoint_for_clients
+        if endpoint not in self.pollers:
+            self.pollers[endpoint] = AsyncRequestClient("poller", endpoint, self.settings.removal_timeout_seconds,
+                                                        self.context, self.settings.curve)
+        return self.pollers[endpoint]
+
+    async def ask(self, service: str, message_type: str, body: dict[str, Any] | None = None,
+                  timeout: float | None = None, endpoint: str | None = None) -> dict[str, Any]:
+        try:
+            return await self._client(service, endpoint).request(message_type, body, timeout)
+        except (ServiceUnavailable, ServiceError) as exc:
+            raise ServiceFailure(service, exc) from None
+
+    async def close(self) -> None:
+        for client in [self.tracker, *self.pollers.values()]:
+            await client.close()
+        if self._own_context and not self.context.closed:
+            self.context.term()
+
+
+# --- what the commands (and `discarr preview`) build --------------------------------------------
+
+async def fetch_board_pages(services: Services) -> list[list[discord.Embed]]:
+    check = await services.ask("tracker", "check")
+    # A 10,000-download queue is a few hundred pages: lay them out off the event loop.
+    return await asyncio.to_thread(board_pages, check)
+
+
+async def fetch_progress(services: Services) -> list[discord.Embed]:
+    return await asyncio.to_thread(progress_embeds, await services.ask("tracker", "progress"))
+
+
+async def request_removal(services: Services, analysis: dict[str, Any], candidates: list[dict[str, Any]],
+                          who: str, *, dry_run: bool, include_import_blocked: bool) -> list[dict[str, Any]]:
+    """Send each poller the removals of its instances; the results (RESULT items) of all."""
+    settings = services.settings
+    requests = removal_requests(dict(analysis, candidates=candidates), settings.poller_endpoint_for_clients,
+                                requested_by=who, dry_run=dry_run, include_import_blocked=include_import_blocked,
+                                now=time.time(), valid_for=settings.removal_timeout_seconds)
+    answers = await asyncio.gather(*(services.ask("poller", "remove", body, endpoint=endpoint)
+                                     for endpoint, body in requests.items()))
+    return [result for answer in answers for result in answer["results"]]
+
+
+async def cleanup_message(services: Services, *, owner_id: int, include_import_blocked: bool, dry_run: bool
+                          ) -> tuple[dict[str, Any], list[discord.Embed], CleanupConfirmView | None]:
+    """The tracker's removal candidates, their preview, and (not for a dry run) the Confirm/Cancel view."""
+    analysis = await services.ask("tracker", "analyze", {"include_import_blocked": include_import_blocked})
+    preview = await asyncio.to_thread(
+        cleanup_preview_embeds, analysis, include_import_blocked=include_import_blocked, dry_run=dry_run,
+        blocklist=services.settings.cleanup_blocklist, expires_in=CONFIRM_TIMEOUT)
+    if dry_run or not analysis.get("candidates"):
+        return analysis, preview, None
+
+    async def execute(candidates: list[dict[str, Any]], who: str) -> list[dict[str, Any]]:
+        return await request_removal(services, analysis, candidates, who, dry_run=False,
+                                     include_import_blocked=include_import_blocked)
+
+    view = CleanupConfirmView(owner_id, analysis["candidates"], preview, execute, timeout=CONFIRM_TIMEOUT)
+    return analysis, preview, view
+
+
+# --- who may do what ---------------------------------------------------------------------------
+
+def is_admin(user: Any, admin_role_id: int | None) -> bool:
+    """Manage Server (or Administrator), or the DISCORD_ADMIN_ROLE_ID role."""
+    permissions = getattr(user, "guild_permissions", None)
+    if permissions is not None and (permissions.manage_guild or permissions.administrator):
+        return True
+    if admin_role_id is not None:
+        return any(getattr(role, "id", None) == admin_role_id for role in getattr(user, "roles", ()) or ())
+    return False
+
+
+class BoardRefresher(Protocol):
+    async def refresh(self) -> Any: ...
+
+
+def _choice_name(item: dict[str, Any]) -> str:
+    state = ("STUCK" if item.get("category") == "stuck" else "failed" if item.get("category") == "inactive"
+             else "soon stuck" if item.get("soon_stuck") else f"{float(item.get('progress', 0)):.0f}%")
+    suffix = f" ({item['instance']}, {state})"
+    return clip(item.get("title") or item["download_id"], 100 - len(suffix)) + suffix
+
+
+class DiscarrCog(commands.Cog):
+    """discarr's slash commands."""
+
+    def __init__(self, settings: Settings, services: Services | None, board: BoardRefresher | None = None) -> None:
+        self.settings = settings
+        self.services = services
+        self.board = board
+        self._downloads_cache: tuple[float, list[dict[str, Any]]] | None = None
+
+    # --- the commands: names, options and permissions only ---------------------------------
+
+    @app_commands.command(name="check", description="Refresh the status board now")
+    @app_commands.guild_only()
+    async def check_command(self, interaction: discord.Interaction) -> None:
+        await self.run_check(interaction)
+
+    @app_commands.command(name="verbose", description="Toggle debug logging of the bot, tracker and poller")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    async def verbose_command(self, interaction: discord.Interaction) -> None:
+        await self.run_verbose(interaction)
+
+    @app_commands.command(name="progress", description="Stuck and soon-stuck downloads and thresholds, "
+                                                       "or one download's history as a chart")
+    @app_commands.describe(download="A tracked download: show its progress history as a chart")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    async def progress_command(self, interaction: discord.Interaction, download: str | None = None) -> None:
+        await self.run_progress(interaction, download)
+
+    @progress_command.autocomplete("download")
+    async def progress_download_autocomplete(self, interaction: discord.Interaction,
+                                             current: str) -> list[app_commands.Choice[str]]:
+        return await self.download_choices(current)
+
+    @app_commands.command(name="cleanup", description="Preview the stuck and failed downloads, then remove them "
+                                                      "after you confirm")
+    @app_commands.describe(dry_run="Check everything again and remove nothing",
+                           include_import_blocked="Also remove completed downloads whose import is blocked")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    async def cleanup_command(self, interaction: discord.Interaction, dry_run: bool = False,
+                              include_import_blocked: bool = False) -> None:
+        await self.run_cleanup(interaction, dry_run, include_import_blocked)
+
+    async def cog_app_command_error(self, interaction: discord.Interaction,
+                                    error: app_commands.AppCommandError) -> None:
+        original = getattr(error, "original", error)
+        log.error("/%s failed", getattr(interaction.command, "name", "?"), exc_info=original)
+        await send_ephemeral(interaction, failure_embed(original))
+
+    # --- what they do ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def answering(self, interaction: discord.Interaction) -> AsyncIterator[None]:
+        """Turn a failed request or a refused Discord call into an ephemeral error for the user."""
+        try:
+            yield
+        except ServiceFailure as exc:
+            log.warning("%s", exc)
+            await send_ephemeral(interaction, failure_embed(exc))
+        except discord.HTTPException as exc:
+            log.warning("Discord refused a message: %s %s", exc.status, exc.text)
+            await send_ephemeral(interaction, failure_embed(exc))
+
+    async def refuse_non_admin(self, interaction: discord.Interaction, command: str) -> bool:
+        if is_admin(interaction.user, self.settings.discord_admin_role_id):
+            return False
+        role = self.settings.discord_admin_role_id
+        who = "the Manage Server permission" + (f" or the <@&{role}> role" if role else "")
+        await interaction.response.send_message(
+            embed=error_embed(f"/{command} is for admins", f"You need {who}."), ephemeral=True)
+        return True
+
+    async def run_check(self, interaction: discord.Interaction) -> None:
+        channel_id = self.settings.discord_channel_id
+        if channel_id is None or self.board is None:
+            await interaction.response.send_message(
+                embed=error_embed("The status board is not set up", "Set DISCORD_CHANNEL_ID to the channel "
+                                  "where the board should live, and restart the bot."), ephemeral=True)
+            return
+        if interaction.channel_id != channel_id:
+            await interaction.response.send_message(
+                f"/check works in <#{channel_id}>, where the status board is.", ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        async with self.answering(interaction):
+            result = await self.board.refresh()
+            text = getattr(result, "summary", None) or "The status board is up to date."
+            await interaction.followup.send(embed=notice_embed("Status board refreshed", text, GREEN),
+                                            ephemeral=True)
+
+    async def run_verbose(self, interaction: discord.Interaction) -> None:
+        if await self.refuse_non_admin(interaction, "verbose"):
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        level = "INFO" if logging.getLogger().getEffectiveLevel() <= logging.DEBUG else "DEBUG"
+        answers = await asyncio.gather(
+            *(self.services.ask(service, "log_level", {"level": level},
+                                timeout=self.settings.request_timeout_seconds)
+              for service in ("tracker", "poller")),
+            return_exceptions=True)
+        set_bot_log_level(level)
+        lines = ["bot: ✅"]
+        failed = []
+        for service, answer in zip(("tracker", "poller"), answers):
+            if isinstance(answer, ServiceFailure):
+                lines.append(f"{service}: ❌ {answer}")
+                failed.append(service)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                lines.append(f"{service}: ✅")
+        title = f"Debug logging {'on' if level == 'DEBUG' else 'off'} (level {level})"
+        if failed:
+            embed = error_embed(f"{title}; not set on the {' and '.join(failed)}", "\n".join(lines))
+        else:
+            embed = notice_embed(title, "\n".join(lines), GREEN)
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
+    async def run_progress(self, interaction: discord.Interaction, download: str | None) -> None:
+        if await self.refuse_non_admin(interaction, "progress"):
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        async with self.answering(interaction):
+            if not download:
+                await interaction.followup.send(embeds=await fetch_progress(self.services), ephemeral=True)
+                return
+            key = await self.resolve_download(download)
+            if key is None:
+                await interaction.followup.send(
+                    embed=error_embed("No such download", f"No tracked download matches {clip(download, 200)!r}; "
+                                      "pick one from the list."), ephemeral=True)
+                return
+            instance, download_id = key
+            history = await self.services.ask("tracker", "history", {"instance": instance, "download_id": download_id})
+            png = await asyncio.to_thread(render_history_png, history)
+            await interaction.followup.send(embed=download_embed(history, image=CHART_NAME),
+                                            file=history_file(png), ephemeral=True)
+
+    async def run_cleanup(self, interaction: discord.Interaction, dry_run: bool, include_import_blocked: bool) -> None:
+        if await self.refuse_non_admin(interaction, "cleanup"):
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        async with self.answering(interaction):
+            analysis, preview, view = await cleanup_message(
+                self.services, owner_id=interaction.user.id, include_import_blocked=include_import_blocked,
+                dry_run=dry_run)
+            if view is None:
+                await interaction.followup.send(embeds=preview, ephemeral=True)
+                if dry_run and analysis.get("candidates"):
+                    results = await request_removal(self.services, analysis, analysis["candidates"],
+                                                    requested_by(interaction.user), dry_run=True,
+                                                    include_import_blocked=include_import_blocked)
+                    report = await asyncio.to_thread(cleanup_report_embeds, results, dry_run=True,
+                                                     requested_by=requested_by(interaction.user))
+                    await interaction.followup.send(embeds=report, ephemeral=True)
+                return
+            view.message = await interaction.followup.send(embeds=preview, view=view, ephemeral=True, wait=True)
+
+    # --- /progress download: the choices and what a typed value means ------------------------
+
+    async def tracked_downloads(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        if self._downloads_cache and now - self._downloads_cache[0] < AUTOCOMPLETE_CACHE_SECONDS:
+            return self._downloads_cache[1]
+        check = await self.services.ask("tracker", "check", timeout=timeout)
+        downloads = check.get("downloads", [])
+        self._downloads_cache = (now, downloads)
+        return downloads
+
+    async def download_choices(self, current: str) -> list[app_commands.Choice[str]]:
+        """Up to 25 tracked downloads matching what was typed, the worst first; value "instance/download_id"."""
+        try:
+            downloads = await self.tracked_downloads(
+                timeout=min(self.settings.request_timeout_seconds, AUTOCOMPLETE_TIMEOUT))
+        except ServiceFailure as exc:
+            log.info("no download choices: %s", exc)
+            return []
+        needle = current.strip().lower()
+        ranked = sorted(
+            (item for item in downloads
+             if not needle or needle in (item.get("title") or "").lower() or needle in item["download_id"].lower()),
+            key=lambda item: (item.get("category") not in ("stuck", "inactive"), not item.get("soon_stuck"),
+                              item["instance"], item.get("title") or ""))
+        choices = []
+        for item in ranked:
+            value = f"{item['instance']}/{item['download_id']}"
+            if len(value) > 100:
+                continue  # Discord refuses longer values
+            choices.append(app_commands.Choice(name=_choice_name(item), value=value))
+            if len(choices) == 25:
+                break
+        return choices
+
+    async def resolve_download(self, value: str) -> tuple[str, str] | None:
+        """(instance, download_id) from a chosen "instance/download_id", or from a typed title."""
+        downloads = await self.tracked_downloads()
+        instance, _, download_id = value.partition("/")
+        for item in downloads:
+            if item["instance"] == instance and item["download_id"] == download_id:
+                return instance, download_id
+        needle = value.strip().lower()
+        matches = [item for item in downloads if needle and needle in (item.get("title") or "").lower()]
+        if matches:
+            return matches[0]["instance"], matches[0]["download_id"]
+        return None
+
+
+def set_bot_log_level(level: str) -> None:
+    """The bot's own level; discord.py stays at INFO, its debug output is every gateway event."""
+    logging.getLogger().setLevel(level)
+    logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+async def send_ephemeral(interaction: discord.Interaction, embed: discord.Embed) -> None:
+    """An ephemeral message, whether or not the interaction was answered (deferred) already."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(embed=embed, ephemeral=True)
+        else:
+            await interaction.response.send_message(embed=embed, ephemeral=True)
+    except discord.HTTPException as exc:
+        log.warning("could not send an error to the user: %s", exc)
