@@ -12,13 +12,26 @@ the window's anchor, then the interior point closest in time to its neighbour.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.protocol import RECORD_FIELDS
+
 # A point is (time, downloaded bytes, progress percent, activity code).
-Point = list  # [float, int, float, str]
+Point = tuple  # (float, int, float, str)
 
 STEP_FRACTION = 0.1
+
+# Queue records are kept as tuples in RECORD_FIELDS order, their repeated words interned:
+# a dict per record would be most of the tracker's memory at 100,000 downloads.
+RECORD_KEYS = tuple(RECORD_FIELDS)
+_CLIENT = RECORD_KEYS.index("download_client")
+
+
+def _compact(record: dict[str, Any]) -> tuple:
+    return tuple(sys.intern(value) if isinstance(value, str) and key != "title" else value
+                 for key, value in ((key, record[key]) for key in RECORD_KEYS))
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,7 @@ class DetectionConfig:
                    max_points=settings.max_snapshots_per_download)
 
 
-@dataclass
+@dataclass(slots=True)
 class DownloadHistory:
     """What the tracker knows of one download (instance, download key)."""
 
@@ -55,7 +68,19 @@ class DownloadHistory:
     last_seen: float = 0.0             # time of the last poll that saw it: verdicts rest on evidence up to here
     held: list = field(default_factory=list)  # [start, end|None] spans when an outage held the clock
     points: list = field(default_factory=list)
-    records: list = field(default_factory=list)  # the latest queue records of this download
+    stored: list = field(default_factory=list)  # the latest queue records of this download, compacted
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(RECORD_KEYS, record)) for record in self.stored]
+
+    def keep_records(self, records: list[dict[str, Any]]) -> None:
+        self.stored = [_compact(record) for record in records]
+        self.title = self.stored[0][RECORD_KEYS.index("title")]
+
+    @property
+    def download_client(self) -> str | None:
+        return self.stored[0][_CLIENT]
 
     # --- recording -------------------------------------------------------
     def observe(self, now: float, downloaded: int, progress: float, activity: str,
@@ -75,7 +100,7 @@ class DownloadHistory:
         if (last is None or activity != last[3]
                 or abs(downloaded - last[1]) >= config.min_bytes * STEP_FRACTION
                 or abs(progress - last[2]) >= config.min_progress * STEP_FRACTION):
-            self.points.append([now, downloaded, progress, activity])
+            self.points.append((now, downloaded, progress, sys.intern(activity)))
         self._thin(now, config)
 
     def _thin(self, now: float, config: DetectionConfig) -> None:
@@ -170,8 +195,10 @@ class DownloadHistory:
 
     @classmethod
     def from_state(cls, state: dict) -> "DownloadHistory":
-        return cls(instance=state["instance"], key=state["key"], first_seen=state["first_seen"],
-                   title=state["title"], activity=state["activity"],
-                   active_since=state["active_since"], error_since=state["error_since"],
-                   held=state["held"], points=state["points"], records=state["records"],
-                   last_bytes=state["last_bytes"], last_seen=state["last_seen"])
+        history = cls(instance=sys.intern(state["instance"]), key=state["key"], first_seen=state["first_seen"],
+                      activity=state["activity"], active_since=state["active_since"],
+                      error_since=state["error_since"], held=state["held"],
+                      points=[tuple(point) for point in state["points"]],
+                      last_bytes=state["last_bytes"], last_seen=state["last_seen"])
+        history.keep_records(state["records"])
+        return history

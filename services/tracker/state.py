@@ -7,6 +7,7 @@ about sockets, files or the wall clock.
 """
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +57,7 @@ class Tracker:
 
     # --- ingest ------------------------------------------------------------
     def ingest(self, snapshot: dict[str, Any]) -> None:
-        name = snapshot["instance"]
+        name = sys.intern(snapshot["instance"])
         poller = snapshot["poller"]
         instance = self.instances.setdefault(name, InstanceState(name, snapshot["kind"]))
         if instance.poller and instance.poller != poller["name"] and instance.stale_for(self.clock.now()) is None:
@@ -84,8 +85,7 @@ class Tracker:
                     current[key] = history
                 continue
             history = history or DownloadHistory(instance=name, key=key, first_seen=now)
-            history.records = records
-            history.title = records[0]["title"]
+            history.keep_records(records)
             _, _, downloaded, progress = measure(records)
             tracked_error = any(record["tracked_status"] == "error" for record in records)
             history.observe(now, downloaded, progress, classify_download(records), tracked_error, self.config)
@@ -98,7 +98,7 @@ class Tracker:
         by_client: dict[str, list[DownloadHistory]] = defaultdict(list)
         for history in histories:
             if history.activity == "active":
-                by_client[history.records[0]["download_client"] or "unknown"].append(history)
+                by_client[history.download_client or "unknown"].append(history)
         for key in [k for k in self.outages if k[0] == instance and k[1] not in by_client]:
             del self.outages[key]
         for client, group in by_client.items():
