@@ -15,7 +15,8 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import zmq
 import zmq.asyncio
@@ -63,6 +64,19 @@ def start_authenticator(context: zmq.Context, curve: CurveKeys | None) -> Thread
     authenticator.start()
     authenticator.configure_curve_callback("*", credentials_provider=_AllowClientKey(curve.client_public))
     return authenticator
+
+
+@contextmanager
+def service_context(curve: CurveKeys | None) -> Iterator[zmq.Context]:
+    """A process's ZeroMQ context, with its CURVE authenticator; every socket closed at exit."""
+    context = zmq.Context()
+    authenticator = start_authenticator(context, curve)
+    try:
+        yield context
+    finally:
+        if authenticator is not None:
+            authenticator.stop()
+        context.destroy(linger=0)
 
 
 def bind(context: zmq.Context, kind: int, endpoint: str, name: str, curve: CurveKeys | None = None) -> zmq.Socket:

@@ -26,7 +26,7 @@ from services.bot.chart import CHART_NAME, history_file, render_history_png
 from services.bot.embeds import (GREEN, board_pages, cleanup_preview_embeds, cleanup_report_embeds,
                                  download_embed, error_embed, failure_embed, notice_embed, progress_embeds)
 from services.bot.limits import clip
-from services.bot.views import CONFIRM_TIMEOUT, CleanupConfirmView, requested_by
+from services.bot.views import CONFIRM_TIMEOUT, CleanupConfirmView, requested_by, send_ephemeral
 
 log = logging.getLogger(__name__)
 
@@ -356,14 +356,3 @@ def set_bot_log_level(level: str) -> None:
     """The bot's own level; discord.py stays at INFO, its debug output is every gateway event."""
     logging.getLogger().setLevel(level)
     logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(level)))
-
-
-async def send_ephemeral(interaction: discord.Interaction, embed: discord.Embed) -> None:
-    """An ephemeral message, whether or not the interaction was answered (deferred) already."""
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(embed=embed, ephemeral=True)
-        else:
-            await interaction.response.send_message(embed=embed, ephemeral=True)
-    except discord.HTTPException as exc:
-        log.warning("could not send an error to the user: %s", exc)

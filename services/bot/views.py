@@ -110,7 +110,7 @@ class CleanupConfirmView(discord.ui.View):
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item) -> None:
         log.exception("cleanup button failed", exc_info=error)
-        await _send_ephemeral(interaction, failure_embed(error))
+        await send_ephemeral(interaction, failure_embed(error))
 
 
 class BoardPager(discord.ui.View):
@@ -155,7 +155,7 @@ class BoardPager(discord.ui.View):
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item) -> None:
         log.exception("board button failed", exc_info=error)
-        await _send_ephemeral(interaction, board_error_embed("the page could not be turned"))
+        await send_ephemeral(interaction, board_error_embed("the page could not be turned"))
 
 
 def pager_for(load_pages: LoadPages, page: int, pages: int) -> BoardPager | None:
@@ -163,7 +163,8 @@ def pager_for(load_pages: LoadPages, page: int, pages: int) -> BoardPager | None
     return BoardPager(load_pages, page, pages) if pages > 1 else None
 
 
-async def _send_ephemeral(interaction: discord.Interaction, embed: discord.Embed) -> None:
+async def send_ephemeral(interaction: discord.Interaction, embed: discord.Embed) -> None:
+    """An ephemeral message, whether or not the interaction was answered (deferred) already."""
     try:
         if interaction.response.is_done():
             await interaction.followup.send(embed=embed, ephemeral=True)

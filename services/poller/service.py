@@ -22,7 +22,7 @@ from common.downloads import UNKNOWN_STATUS
 from common.clock import Clock, SystemClock
 from common.runtime import set_log_level
 from common.settings import InstanceConfig, Settings
-from common.sockets import answer, bind, connect, start_authenticator
+from common.sockets import answer, bind, connect, service_context
 from services.poller.arr_client import ArrClient, ArrError
 from services.poller.audit import AuditLog
 from services.poller.removal import RemovalPolicy, Remover
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 
 BACKOFF_LIMIT = 8  # a failing instance is asked at most every 8 poll intervals
+MAIN_LOOP_WAIT_MS = 20  # how long a new snapshot may wait in the outbox: it adds to change-to-visible
 
 
 def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any]) -> dict[str, Any]:
@@ -98,42 +99,31 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
     # Removals use their own HTTP sessions: a requests.Session is not shared across threads.
     remover = Remover({i.name: ArrClient(i, settings.request_timeout_seconds) for i in settings.instances},
                       RemovalPolicy.from_settings(settings), AuditLog(settings.audit_log), clock)
-    context = zmq.Context()
-    authenticator = start_authenticator(context, settings.curve)
-    try:
+    with service_context(settings.curve) as context:
         commands = bind(context, zmq.REP, settings.poller_command_endpoint, "poller", settings.curve)
-    except Exception:
-        if authenticator:
-            authenticator.stop()
-        context.destroy(linger=0)
-        raise
-    # IMMEDIATE: queue nothing for a tracker that is not there.
-    push = connect(context, zmq.PUSH, settings.tracker_ingest_endpoint, settings.curve,
-                   sndhwm=max(1, len(pollers)), immediate=1)
-    handlers = {"ping": lambda body: {"service": "poller"}, "remove": remover.handle, "log_level": set_log_level}
-    sender = SnapshotSender(push, settings.tracker_ingest_endpoint)
-    try:
-        for poller in pollers:
-            poller.start()
-        log.info("polling %s every %gs; removal requests on %s",
-                 ", ".join(i.name for i in settings.instances) or "nothing",
-                 settings.poll_interval_seconds, settings.poller_command_endpoint)
-        while not stop.is_set():
-            if commands.poll(100, zmq.POLLIN):
-                commands.send(answer(commands.recv(), handlers, "poller"))
-            while True:
-                try:
-                    sender.keep(outbox.get_nowait())
-                except queue.Empty:
-                    break
-            sender.flush()
-    finally:
-        stop.set()
-        push.close(linger=0)
-        commands.close(linger=0)
-        if authenticator:
-            authenticator.stop()
-        context.term()
+        # IMMEDIATE: queue nothing for a tracker that is not there.
+        push = connect(context, zmq.PUSH, settings.tracker_ingest_endpoint, settings.curve,
+                       sndhwm=max(1, len(pollers)), immediate=1)
+        handlers = {"ping": lambda body: {"service": "poller"}, "remove": remover.handle,
+                    "log_level": set_log_level}
+        sender = SnapshotSender(push, settings.tracker_ingest_endpoint)
+        try:
+            for poller in pollers:
+                poller.start()
+            log.info("polling %s every %gs; removal requests on %s",
+                     ", ".join(i.name for i in settings.instances) or "nothing",
+                     settings.poll_interval_seconds, settings.poller_command_endpoint)
+            while not stop.is_set():
+                if commands.poll(MAIN_LOOP_WAIT_MS, zmq.POLLIN):
+                    commands.send(answer(commands.recv(), handlers, "poller"))
+                while True:
+                    try:
+                        sender.keep(outbox.get_nowait())
+                    except queue.Empty:
+                        break
+                sender.flush()
+        finally:
+            stop.set()
 
 
 class SnapshotSender:

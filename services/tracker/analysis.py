@@ -77,7 +77,7 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
     if history.activity == "failed":
         state = first["tracked_state"] or first["status"]
         return Finding(history, "inactive", False, 0.0, None, downloaded, progress,
-                       f"the {history.instance} download failed ({state})")
+                       f"{history.instance} marked it failed ({state})")
     if history.error_since is not None:
         errored = now - history.error_since
         if errored >= config.threshold_s and history.activity != "attention":

@@ -11,7 +11,7 @@ from common import protocol
 from common.clock import Clock, SystemClock
 from common.runtime import set_log_level
 from common.settings import Settings
-from common.sockets import answer, bind, start_authenticator
+from common.sockets import answer, bind, service_context
 from services.tracker import checkpoint
 from services.tracker.history import DetectionConfig
 from services.tracker.state import InstanceConflict, Tracker
@@ -33,40 +33,28 @@ def query_handlers(tracker: Tracker, settings: Settings) -> dict:
 def run_tracker(settings: Settings, stop: threading.Event, clock: Clock | None = None) -> None:
     tracker = Tracker(DetectionConfig.from_settings(settings), clock or SystemClock())
     checkpoint.load(tracker, settings.tracker_state_file)
-    context = zmq.Context()
-    authenticator = start_authenticator(context, settings.curve)
-    try:
+    with service_context(settings.curve) as context:
         ingest = bind(context, zmq.PULL, settings.tracker_ingest_endpoint, "tracker", settings.curve)
         queries = bind(context, zmq.REP, settings.tracker_query_endpoint, "tracker", settings.curve)
-    except Exception:
-        if authenticator:
-            authenticator.stop()
-        context.destroy(linger=0)
-        raise
-    handlers = query_handlers(tracker, settings)
-    poller = zmq.Poller()
-    poller.register(ingest, zmq.POLLIN)
-    poller.register(queries, zmq.POLLIN)
-    next_checkpoint = time.monotonic() + settings.tracker_checkpoint_seconds
-    log.info("tracker listening: ingest %s, queries %s", settings.tracker_ingest_endpoint,
-             settings.tracker_query_endpoint)
-    try:
-        while not stop.is_set():
-            ready = dict(poller.poll(200))
-            if ingest in ready:
-                receive_snapshot(tracker, ingest.recv())
-            if queries in ready:
-                queries.send(answer(queries.recv(), handlers, "tracker"))
-            if time.monotonic() >= next_checkpoint:
-                checkpoint.save(tracker, settings.tracker_state_file)
-                next_checkpoint = time.monotonic() + settings.tracker_checkpoint_seconds
-    finally:
-        checkpoint.save(tracker, settings.tracker_state_file)
-        ingest.close()
-        queries.close()
-        if authenticator:
-            authenticator.stop()
-        context.term()
+        handlers = query_handlers(tracker, settings)
+        poller = zmq.Poller()
+        poller.register(ingest, zmq.POLLIN)
+        poller.register(queries, zmq.POLLIN)
+        next_checkpoint = time.monotonic() + settings.tracker_checkpoint_seconds
+        log.info("tracker listening: ingest %s, queries %s", settings.tracker_ingest_endpoint,
+                 settings.tracker_query_endpoint)
+        try:
+            while not stop.is_set():
+                ready = dict(poller.poll(200))
+                if ingest in ready:
+                    receive_snapshot(tracker, ingest.recv())
+                if queries in ready:
+                    queries.send(answer(queries.recv(), handlers, "tracker"))
+                if time.monotonic() >= next_checkpoint:
+                    checkpoint.save(tracker, settings.tracker_state_file)
+                    next_checkpoint = time.monotonic() + settings.tracker_checkpoint_seconds
+        finally:
+            checkpoint.save(tracker, settings.tracker_state_file)
 
 
 def receive_snapshot(tracker: Tracker, data: bytes) -> None:
