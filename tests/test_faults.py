@@ -128,3 +128,15 @@ def test_sigterm_stops_each_process_cleanly_within_5_seconds(running, name):
     process = running.processes.pop(name)
     process.send_signal(signal.SIGTERM)
     assert process.wait(5) == 0
+
+
+def test_bot_killed_and_restarted_while_the_others_run(running):
+    running.env["CHECK_INTERVAL"] = "0.5"
+    running.start("bot")
+    wait_until(lambda: "STUCK" in running.log_path("bot").read_text(), 20, "the board to show the stuck ones")
+    running.stop("bot", signal.SIGKILL)
+    assert running.processes["tracker"].poll() is None and running.processes["poller"].poll() is None
+    size = running.log_path("bot").stat().st_size
+    running.start("bot")
+    wait_until(lambda: "STUCK" in running.log_path("bot").read_text()[size:], 20, "the restarted board")
+    assert stuck_titles(progress(running)) == ["Stalled.radarr", "Stalled.sonarr"]
