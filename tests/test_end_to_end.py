@@ -1,4 +1,6 @@
 """simarr, poller and tracker as real processes; answers through the `discarr` command."""
+import json
+
 import pytest
 
 from tests.conftest import wait_until
@@ -62,6 +64,12 @@ def test_a_stalled_download_is_stuck_and_healthy_paused_queued_ones_are_not(runn
     assert "STUCK" in board.stdout and "Moving.Movie.2023" in board.stdout
     assert "Paused.Show.S01E02" not in board.stdout
 
+    # What the Discord bot would post now, built by the bot's own functions from the live tracker.
+    preview = running.cli_json("preview", "board")
+    text = json.dumps(preview)
+    assert "Stalled.Movie.2024" in text and "Stalled.Show.S01E01" in text
+    assert preview["embeds"] and all(len(embed.get("description") or "") <= 4096 for embed in preview["embeds"])
+
 
 def test_a_queue_of_2500_records_is_fully_tracked(running):
     running.control("sonarr", "POST", "bulk", {"count": 2500, "state": "downloading", "rate": MB, "size": GB})
@@ -98,3 +106,15 @@ def test_a_query_with_no_tracker_fails_fast_naming_it(deployment):
     assert done.stdout == ""
     endpoint = deployment.env["TRACKER_QUERY_ENDPOINT"]
     assert done.stderr.strip() == f"discarr: tracker did not answer at {endpoint} within 3s; is it running?"
+
+
+def test_the_command_tree_as_synced_to_discord(deployment):
+    done = deployment.cli("bot", "--print-commands")
+    assert done.returncode == 0, done.stderr
+    commands = {command["name"]: command for command in json.loads(done.stdout)}
+    assert sorted(commands) == ["check", "cleanup", "progress", "verbose"]
+    assert commands["check"]["default_member_permissions"] is None
+    for admin in ("cleanup", "progress", "verbose"):
+        assert commands[admin]["default_member_permissions"] == 32  # Manage Server
+    assert [option["name"] for option in commands["cleanup"]["options"]] == ["dry_run", "include_import_blocked"]
+    assert commands["progress"]["options"][0]["autocomplete"] is True
