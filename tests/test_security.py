@@ -61,7 +61,7 @@ def test_with_curve_the_whole_chain_works_and_a_wrong_key_is_rejected(deployment
     intruders = {"no keys": None,
                  "its own client key": curve_of(dict(new_keys(), CURVE_SERVER_PUBLIC_KEY=keys["CURVE_SERVER_PUBLIC_KEY"])),
                  "a wrong server key": curve_of(dict(keys, CURVE_SERVER_PUBLIC_KEY=new_keys()["CURVE_SERVER_PUBLIC_KEY"]))}
-    for who, curve in intruders.items():
+    for curve in intruders.values():
         with RequestClient("tracker", endpoint, 1.0, curve=curve) as client:
             with pytest.raises(ServiceUnavailable):
                 client.request("check")
