@@ -42,12 +42,17 @@ def classify_download(records: list[dict[str, Any]]) -> str:
 
 
 def measure(records: list[dict[str, Any]]) -> tuple[int, int, int, float]:
-    """(size, sizeleft, downloaded bytes, progress %) of a download.
+    """(size, sizeleft, downloaded bytes, progress %) of a download."""
+    return measure_sizes([(record["size"], record["sizeleft"]) for record in records])
+
+
+def measure_sizes(sizes: list[tuple[int, int]]) -> tuple[int, int, int, float]:
+    """(size, sizeleft, downloaded bytes, progress %) from each record's (size, sizeleft).
 
     A season pack repeats the pack's full size on every record: take it once.
     """
-    size = max(record["size"] for record in records)
-    sizeleft = max((record["sizeleft"] for record in records if record["size"] == size), default=0)
+    size = max(record_size for record_size, _ in sizes)
+    sizeleft = max((left for record_size, left in sizes if record_size == size), default=0)
     downloaded = size - sizeleft
     progress = 100.0 * downloaded / size if size > 0 else 0.0
     return size, sizeleft, downloaded, progress

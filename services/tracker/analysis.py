@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from common.downloads import measure
 from common.units import human_duration, human_size
 from services.tracker.history import DetectionConfig, DownloadHistory
 
@@ -31,7 +30,7 @@ class Finding:
     def item(self) -> dict[str, Any]:
         """The ITEM of SPEC section 5, plus its evidence."""
         records = self.history.records
-        size, sizeleft, downloaded, progress = measure(records)
+        size, sizeleft, downloaded, progress = self.history.measured()
         first = records[0]
         return {
             "instance": self.history.instance,
@@ -71,10 +70,9 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
     not evidence that a download stopped moving, so the clock is read at `last_seen`.
     """
     now = history.last_seen
-    records = history.records
-    _, _, downloaded, progress = measure(records)
-    first = records[0]
+    size, sizeleft, downloaded, progress = history.measured()
     if history.activity == "failed":
+        first = history.records[0]
         state = first["tracked_state"] or first["status"]
         return Finding(history, "inactive", False, 0.0, None, downloaded, progress,
                        f"{history.instance} marked it failed ({state})")
@@ -102,7 +100,6 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
               if soon else "downloading")
     if history.on_hold:
         reason = "clock held: its download client stopped all downloads at once (outage)"
-    size, sizeleft, _, _ = measure(records)
     rate = history.rate(now, downloaded, config.threshold_s)
     completion = now + sizeleft / rate if rate > 0 and size > 0 else None
     return Finding(history, None, soon, stalled, since, start[1], start[2], reason, completion)

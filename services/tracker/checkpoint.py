@@ -60,5 +60,6 @@ def load(tracker: Tracker, path: str | os.PathLike) -> bool:
     tracker.downloads = {}
     for history in histories:
         tracker.downloads.setdefault(history.instance, {})[history.key] = history
+    tracker.judge(histories)
     log.info("restored %d downloads from %s", len(histories), source)
     return True

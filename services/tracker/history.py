@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.downloads import measure_sizes
 from common.protocol import RECORD_FIELDS
 
 # A point is (time, downloaded bytes, progress percent, activity code).
@@ -27,11 +28,17 @@ STEP_FRACTION = 0.1
 # a dict per record would be most of the tracker's memory at 100,000 downloads.
 RECORD_KEYS = tuple(RECORD_FIELDS)
 _CLIENT = RECORD_KEYS.index("download_client")
+_SIZE, _SIZELEFT = RECORD_KEYS.index("size"), RECORD_KEYS.index("sizeleft")
+_INTERNED = [RECORD_KEYS.index(key) for key in
+             ("status", "tracked_status", "tracked_state", "error_message", "protocol", "download_client")]
 
 
 def _compact(record: dict[str, Any]) -> tuple:
-    return tuple(sys.intern(value) if isinstance(value, str) and key != "title" else value
-                 for key, value in ((key, record[key]) for key in RECORD_KEYS))
+    values = [record[key] for key in RECORD_KEYS]
+    for index in _INTERNED:  # words that repeat across downloads: one copy each
+        if values[index] is not None:
+            values[index] = sys.intern(values[index])
+    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class DownloadHistory:
     was_moving: bool = False           # bytes rose at the poll before
     last_bytes: int = 0                # bytes at the last poll
     last_seen: float = 0.0             # time of the last poll that saw it: verdicts rest on evidence up to here
+    verdict: str | None = None         # "stuck", "inactive", "attention", "soon_stuck" or None, as of last_seen
     held: list = field(default_factory=list)  # [start, end|None] spans when an outage held the clock
     points: list = field(default_factory=list)
     stored: list = field(default_factory=list)  # the latest queue records of this download, compacted
@@ -77,6 +85,10 @@ class DownloadHistory:
     def keep_records(self, records: list[dict[str, Any]]) -> None:
         self.stored = [_compact(record) for record in records]
         self.title = self.stored[0][RECORD_KEYS.index("title")]
+
+    def measured(self) -> tuple[int, int, int, float]:
+        """(size, sizeleft, downloaded, progress) of the latest records, without rebuilding them."""
+        return measure_sizes([(record[_SIZE], record[_SIZELEFT]) for record in self.stored])
 
     @property
     def download_client(self) -> str | None:

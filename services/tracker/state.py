@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from common.clock import Clock
 from common.downloads import UNKNOWN_STATUS, classify_download, download_key, measure
@@ -92,6 +92,14 @@ class Tracker:
             current[key] = history
         self.downloads[name] = current  # downloads that left the queue leave the tracker
         self._guard_outages(name, current.values(), now)
+        self.judge(current.values())
+
+    def judge(self, histories: Iterable[DownloadHistory]) -> None:
+        """Settle each verdict now, at ingest: a verdict rests on observations only, and
+        queries then filter instead of analysing every download while ingest waits."""
+        for history in histories:
+            finding = examine(history, self.config)
+            history.verdict = finding.category or ("soon_stuck" if finding.soon_stuck else None)
 
     def _guard_outages(self, instance: str, histories: Any, now: float) -> None:
         """Hold the clocks of a download client whose active downloads all stopped at once."""
@@ -117,9 +125,14 @@ class Tracker:
                         history.hold(now)
 
     # --- queries -------------------------------------------------------------
-    def findings(self) -> list[Finding]:
-        return [examine(history, self.config)
-                for histories in self.downloads.values() for history in histories.values()]
+    def histories(self) -> Iterator[DownloadHistory]:
+        for histories in self.downloads.values():
+            yield from histories.values()
+
+    def findings(self, *verdicts: str) -> list[Finding]:
+        """Every download's finding, or only those of the given verdicts."""
+        return [examine(history, self.config) for history in self.histories()
+                if not verdicts or history.verdict in verdicts]
 
     def instance_report(self) -> list[dict[str, Any]]:
         now = self.clock.now()
@@ -145,11 +158,11 @@ class Tracker:
                 "tracked": len(items)}
 
     def progress(self, config_report: dict[str, Any]) -> dict[str, Any]:
-        findings = self.findings()
+        findings = self.findings("stuck", "inactive", "attention", "soon_stuck")
         def items(category: str) -> list[dict]:
             return [f.item() for f in findings if f.category == category]
         return {
-            "tracked": len(findings),
+            "tracked": sum(len(histories) for histories in self.downloads.values()),
             "stuck": items("stuck"),
             "inactive": items("inactive"),
             "soon_stuck": [f.item() for f in findings if f.soon_stuck],
@@ -161,7 +174,7 @@ class Tracker:
 
     def analyze(self, include_import_blocked: bool) -> dict[str, Any]:
         categories = {"stuck", "inactive"} | ({"attention"} if include_import_blocked else set())
-        findings = self.findings()
+        findings = self.findings("stuck", "inactive", "attention")
         return {"candidates": [f.item() for f in findings if f.category in categories],
                 "attention": [f.item() for f in findings if f.category == "attention"],
                 "pollers": {i.name: i.poller_endpoint for i in self.instances.values() if i.poller_endpoint}}
