@@ -9,7 +9,7 @@ import zmq
 
 from common import protocol
 from common.clock import Clock, SystemClock
-from common.runtime import set_log_level
+from common.runtime import release_memory, set_log_level
 from common.settings import Settings
 from common.sockets import answer, bind, service_context
 from services.tracker import checkpoint
@@ -17,6 +17,8 @@ from services.tracker.history import DetectionConfig
 from services.tracker.state import InstanceConflict, Tracker
 
 log = logging.getLogger(__name__)
+
+BIG_MESSAGE_BYTES = 1024 * 1024  # after a snapshot this big, give the freed memory back
 
 
 def query_handlers(tracker: Tracker, settings: Settings) -> dict:
@@ -47,7 +49,11 @@ def run_tracker(settings: Settings, stop: threading.Event, clock: Clock | None =
             while not stop.is_set():
                 ready = dict(poller.poll(200))
                 if ingest in ready:
-                    receive_snapshot(tracker, ingest.recv())
+                    data = ingest.recv()
+                    receive_snapshot(tracker, data)
+                    if len(data) > BIG_MESSAGE_BYTES:
+                        del data
+                        release_memory()
                 if queries in ready:
                     queries.send(answer(queries.recv(), handlers, "tracker"))
                 if time.monotonic() >= next_checkpoint:
