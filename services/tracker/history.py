@@ -29,6 +29,7 @@ STEP_FRACTION = 0.1
 RECORD_KEYS = tuple(RECORD_FIELDS)
 _CLIENT = RECORD_KEYS.index("download_client")
 _SIZE, _SIZELEFT = RECORD_KEYS.index("size"), RECORD_KEYS.index("sizeleft")
+_TITLE = RECORD_KEYS.index("title")
 _INTERNED = [RECORD_KEYS.index(key) for key in
              ("status", "tracked_status", "tracked_state", "error_message", "protocol", "download_client")]
 
@@ -65,7 +66,6 @@ class DownloadHistory:
     instance: str
     key: str
     first_seen: float
-    title: str = ""
     activity: str = "idle"            # see analysis.classify
     active_since: float | None = None  # start of the current unbroken active stretch
     error_since: float | None = None   # start of an unbroken trackedDownloadStatus "error"
@@ -84,7 +84,10 @@ class DownloadHistory:
 
     def keep_records(self, records: list[dict[str, Any]]) -> None:
         self.stored = [_compact(record) for record in records]
-        self.title = self.stored[0][RECORD_KEYS.index("title")]
+
+    @property
+    def title(self) -> str:
+        return self.stored[0][_TITLE]
 
     def measured(self) -> tuple[int, int, int, float]:
         """(size, sizeleft, downloaded, progress) of the latest records, without rebuilding them."""
@@ -201,7 +204,7 @@ class DownloadHistory:
     # --- checkpoint --------------------------------------------------------
     def to_state(self) -> dict:
         return {"instance": self.instance, "key": self.key, "first_seen": self.first_seen,
-                "title": self.title, "activity": self.activity, "active_since": self.active_since,
+                "activity": self.activity, "active_since": self.active_since,
                 "error_since": self.error_since, "held": self.held, "points": self.points,
                 "records": self.records, "last_bytes": self.last_bytes, "last_seen": self.last_seen}
 
