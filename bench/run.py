@@ -120,7 +120,7 @@ def poll_cycle(port: int) -> tuple[float, float, float, float]:
         snapshots.append(protocol.encode("snapshot", {
             "instance": client.instance.name, "kind": client.instance.kind, "taken_at": time.time(),
             "poller": {"name": "bench", "endpoint": "tcp://127.0.0.1:1", "next_within": 1.0},
-            "health": {"state": "ok", "error": None}, "records": records}))
+            "health": {"state": "ok", "error": None}, "clients": [], "records": records}))
     cycle = time.perf_counter() - started
     # The poller's own work per record, without HTTP: parse, normalise, encode.
     raw_records = [record for content in raw_pages for record in json.loads(content)["records"]]
@@ -128,7 +128,7 @@ def poll_cycle(port: int) -> tuple[float, float, float, float]:
     normalised = [normalize_record(record) for record in json.loads(json.dumps(raw_records))]
     protocol.encode("snapshot", {"instance": "x", "kind": "sonarr", "taken_at": 0.0, "records": normalised,
                                  "poller": {"name": "b", "endpoint": "tcp://127.0.0.1:1", "next_within": 1.0},
-                                 "health": {"state": "ok", "error": None}})
+                                 "health": {"state": "ok", "error": None}, "clients": []})
     work = (time.perf_counter() - started) / len(raw_records)
     started = time.perf_counter()
     msgpack.unpackb(msgpack.packb(normalised))
@@ -216,12 +216,13 @@ def tracker_memory(workdir: Path) -> tuple[float, float]:
                                 "status": "downloading", "tracked_status": "ok", "tracked_state": "downloading",
                                 "error_message": None, "size": 4 * 10 ** 9, "sizeleft": 4 * 10 ** 9 - step * 10 ** 9,
                                 "eta": "2026-11-24T20:00:00Z", "added": "2026-11-24T18:00:00Z",
-                                "protocol": "torrent", "download_client": "qBittorrent"}
+                                "protocol": "torrent", "download_client": "qBittorrent",
+                                "client": None, "removed_before": 0}
                                for i in range(per_instance)]
                     push.send(protocol.encode("snapshot", {
                         "instance": kind, "kind": kind, "taken_at": time.time(), "records": records,
                         "poller": {"name": "bench", "endpoint": "tcp://127.0.0.1:1", "next_within": 600},
-                        "health": {"state": "ok", "error": None}}))
+                        "health": {"state": "ok", "error": None}, "clients": []}))
             last = {"instance": KINDS[-1], "download_id": f"{KINDS[-1]}-{per_instance - 1:08d}"}
             wait_until(lambda: _points(client, last) == 3, 300, "all three snapshots ingested", interval=0.5)
             per_download = (rss_bytes(tracker.pid) - baseline) / MEMORY_DOWNLOADS

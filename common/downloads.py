@@ -10,6 +10,10 @@ from typing import Any
 
 # The status of a record whose *arr left out its status or size (see services.poller.normalize).
 UNKNOWN_STATUS = "unknown"
+# The client state of a torrent whose download client did not answer (see services.poller.download_clients).
+CLIENT_UNREACHABLE = "unreachable"
+# Client states in which a torrent is not downloading, whatever the *arr's last refresh said.
+CLIENT_NOT_DOWNLOADING = {"paused", "queued", "checking", "completed"}
 FAILED_STATES = {"failed", "failedPending", "downloadFailed", "downloadFailedPending"}
 IMPORT_BLOCKED_STATES = {"importBlocked", "importFailed"}
 
@@ -28,11 +32,13 @@ def classify(record: dict[str, Any]) -> str:
         return "failed"
     if state in IMPORT_BLOCKED_STATES:
         return "attention"
-    if status == "downloading" or (status == "warning" and state == "downloading"):
-        return "active"
-    if status == "queued" and (record["error_message"] or record["size"] == 0):
-        return "active"  # a magnet whose metadata never came, or a client error while queued
-    return "idle"
+    active = (status == "downloading" or (status == "warning" and state == "downloading")
+              # a magnet whose metadata never came, or a client error while queued
+              or (status == "queued" and bool(record["error_message"] or record["size"] == 0)))
+    client = record["client"]
+    if active and client is not None and client["state"] in CLIENT_NOT_DOWNLOADING:
+        return "idle"  # the client itself says it is paused, queued, checking or done: never stuck
+    return "active" if active else "idle"
 
 
 def classify_download(records: list[dict[str, Any]]) -> str:
@@ -41,9 +47,29 @@ def classify_download(records: list[dict[str, Any]]) -> str:
     return kinds.pop() if len(kinds) == 1 else "idle"
 
 
+def client_figures(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The download client's own figures for this record, when its client answered."""
+    client = record["client"]
+    return client if client is not None and client["state"] != CLIENT_UNREACHABLE else None
+
+
+def record_sizes(record: dict[str, Any]) -> tuple[int, int]:
+    """(size, sizeleft) of one record: the client's own byte counts when it has them, else the *arr's."""
+    client = client_figures(record)
+    if client is not None:
+        return client["size"], client["size"] - client["downloaded"]
+    return record["size"], record["sizeleft"]
+
+
+def evidence_source(records: list[dict[str, Any]]) -> str:
+    """Whose byte counts `measure` used: the download client's name, or "queue" (the *arr's)."""
+    client = client_figures(records[0])
+    return client["name"] if client is not None else "queue"
+
+
 def measure(records: list[dict[str, Any]]) -> tuple[int, int, int, float]:
     """(size, sizeleft, downloaded bytes, progress %) of a download."""
-    return measure_sizes([(record["size"], record["sizeleft"]) for record in records])
+    return measure_sizes([record_sizes(record) for record in records])
 
 
 def measure_sizes(sizes: list[tuple[int, int]]) -> tuple[int, int, int, float]:

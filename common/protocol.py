@@ -46,7 +46,7 @@ _NUMBER = (int, float)
 _OPT_STR = (str, type(None))
 SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "snapshot": {"instance": (str,), "kind": (str,), "taken_at": _NUMBER, "poller": (dict,),
-                 "health": (dict,), "records": (list, type(None))},
+                 "health": (dict,), "clients": (list,), "records": (list, type(None))},
     "check": {},
     "progress": {},
     "analyze": {"include_import_blocked": (bool,)},
@@ -65,6 +65,20 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "tracked_status": _OPT_STR, "tracked_state": _OPT_STR, "error_message": _OPT_STR,
     "size": (int,), "sizeleft": (int,), "eta": _OPT_STR, "added": _OPT_STR,
     "protocol": _OPT_STR, "download_client": _OPT_STR,
+    "client": (dict, type(None)),   # the download client's own figures (CLIENT_FIELDS), when it has the torrent
+    "removed_before": (int,),       # how often this poller removed this download before: it came back
+}
+
+# The download client's own figures for one torrent (see services.poller.download_clients).
+CLIENT_FIELDS: dict[str, tuple[type, ...]] = {
+    "name": (str,), "kind": (str,), "state": (str,), "client_state": (str,), "downloaded": (int,),
+    "size": (int,), "download_speed": (int,), "last_activity": (float, type(None)), "seeds": (int,),
+    "peers": (int,), "private": (bool, type(None)),
+}
+
+# The health of one download client, as each snapshot reports it.
+CLIENT_HEALTH_FIELDS: dict[str, tuple[type, ...]] = {
+    "name": (str,), "kind": (str,), "state": (str,), "error": _OPT_STR,
 }
 
 # Who sent a snapshot: the tracker routes removals of that instance to `endpoint`, and
@@ -107,10 +121,16 @@ def validate(message_type: str, body: Any) -> None:
         health = body["health"]
         if health.get("state") not in HEALTH_STATES:
             raise ProtocolError(f"snapshot: health state must be one of {', '.join(HEALTH_STATES)}")
+        for index, client in enumerate(body["clients"]):
+            if not isinstance(client, dict):
+                raise ProtocolError(f"snapshot: client {index} must be a map")
+            _check_fields(f"snapshot client {index}", client, CLIENT_HEALTH_FIELDS)
         for index, record in enumerate(body["records"] or ()):
             if not isinstance(record, dict):
                 raise ProtocolError(f"snapshot: record {index} must be a map")
             _check_fields(f"snapshot record {index}", record, RECORD_FIELDS)
+            if record["client"] is not None:
+                _check_fields(f"snapshot record {index} client", record["client"], CLIENT_FIELDS)
     if message_type == "remove":
         for index, item in enumerate(body["downloads"]):
             if not isinstance(item, dict):

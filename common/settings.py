@@ -23,6 +23,13 @@ ARR_KINDS: dict[str, tuple[str, str]] = {
     "readarr": ("http://localhost:8787", "v1"),
 }
 
+# kind -> default URL of a download client's API
+CLIENT_KINDS: dict[str, str] = {
+    "qbittorrent": "http://localhost:8080",
+    "transmission": "http://localhost:9091/transmission/rpc",
+}
+CLEANUP_PRIVATE_CHOICES = ("keep", "remove")
+
 SECRET_SETTINGS = ("DISCORD_TOKEN",)
 
 
@@ -43,6 +50,17 @@ class InstanceConfig:
 
 
 @dataclass(frozen=True)
+class DownloadClientConfig:
+    """A download client the poller asks for its own figures (optional)."""
+
+    name: str
+    kind: str
+    url: str
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
 class CurveKeys:
     """CurveZMQ keys (Z85): every socket encrypts, and servers accept only the client key."""
 
@@ -59,6 +77,7 @@ CURVE_SETTINGS = {"CURVE_SERVER_PUBLIC_KEY": "server_public", "CURVE_SERVER_SECR
 @dataclass(frozen=True)
 class Settings:
     instances: tuple[InstanceConfig, ...] = ()
+    download_clients: tuple[DownloadClientConfig, ...] = ()
     curve: CurveKeys | None = None
     discord_token: str | None = field(default=None, repr=False)
     discord_channel_id: int | None = None
@@ -71,6 +90,7 @@ class Settings:
     progress_history_hours: float = 4.0
     max_snapshots_per_download: int = 50
     cleanup_blocklist: bool = True
+    cleanup_private: str = "keep"
     tracker_state_file: str = "data/tracker-state.msgpack"
     tracker_checkpoint_seconds: float = 60.0
     audit_log: str = "data/removals.jsonl"
@@ -106,7 +126,7 @@ class Settings:
 
 
 def _bad(name: str, value: str, why: str) -> SettingsError:
-    secret = name in SECRET_SETTINGS or name.endswith(("_API_KEY", "_SECRET_KEY"))
+    secret = name in SECRET_SETTINGS or name.endswith(("_API_KEY", "_SECRET_KEY", "_PASSWORD"))
     shown = "<hidden>" if secret else repr(value)
     return SettingsError(f"setting {name}={shown} is invalid: {why}")
 
@@ -179,6 +199,13 @@ def _url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
+def _cleanup_private(name: str, value: str) -> str:
+    choice = value.strip().lower()
+    if choice not in CLEANUP_PRIVATE_CHOICES:
+        raise _bad(name, value, "expected keep (remove from the *arr only, keep seeding) or remove")
+    return choice
+
+
 def _log_level(name: str, value: str) -> str:
     level = value.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -198,6 +225,7 @@ _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "PROGRESS_HISTORY_HOURS": ("progress_history_hours", _positive),
     "MAX_SNAPSHOTS_PER_DOWNLOAD": ("max_snapshots_per_download", _count),
     "CLEANUP_BLOCKLIST": ("cleanup_blocklist", _boolean),
+    "CLEANUP_PRIVATE": ("cleanup_private", _cleanup_private),
     "TRACKER_STATE_FILE": ("tracker_state_file", lambda n, v: v),
     "TRACKER_CHECKPOINT_SECONDS": ("tracker_checkpoint_seconds", _positive),
     "AUDIT_LOG": ("audit_log", lambda n, v: v),
@@ -248,6 +276,33 @@ def _instances(env: Mapping[str, str]) -> tuple[InstanceConfig, ...]:
             raise _bad(f"{prefix}_API_KEY", "", f"instance {name} needs an API key")
         instances.append(InstanceConfig(name, kind, _url(f"{prefix}_URL", url), key))
     return tuple(instances)
+
+
+def _download_clients(env: Mapping[str, str]) -> tuple[DownloadClientConfig, ...]:
+    """QBITTORRENT_URL and TRANSMISSION_URL (a client is configured when its URL is set),
+    plus any named in EXTRA_DOWNLOAD_CLIENTS, with NAME_URL, NAME_USERNAME, NAME_PASSWORD
+    and NAME_KIND (the kind defaults to the one the name starts with)."""
+    names = [kind for kind in CLIENT_KINDS if env.get(f"{kind.upper()}_URL", "").strip()]
+    extra = env.get("EXTRA_DOWNLOAD_CLIENTS", "").strip()
+    for name in filter(None, (part.strip() for part in extra.split(","))):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name) or name in CLIENT_KINDS or name in names:
+            raise _bad("EXTRA_DOWNLOAD_CLIENTS", extra,
+                       f"{name!r} must be a new lowercase name (letters, digits, - or _)")
+        names.append(name)
+    clients = []
+    for name in names:
+        prefix = _env_prefix(name)
+        kind = env.get(f"{prefix}_KIND", "").strip().lower() or next(
+            (k for k in CLIENT_KINDS if name.startswith(k[:4])), "")
+        if kind not in CLIENT_KINDS:
+            raise _bad(f"{prefix}_KIND", kind, "expected qbittorrent or transmission")
+        url = env.get(f"{prefix}_URL", "").strip()
+        if not url:
+            raise _bad(f"{prefix}_URL", url, f"download client {name} needs a URL")
+        clients.append(DownloadClientConfig(name, kind, _url(f"{prefix}_URL", url),
+                                            env.get(f"{prefix}_USERNAME", "").strip(),
+                                            env.get(f"{prefix}_PASSWORD", "")))
+    return tuple(clients)
 
 
 def _curve(env: Mapping[str, str]) -> CurveKeys | None:
@@ -302,4 +357,4 @@ def load_settings(environ: Mapping[str, str] | None = None,
     token = env.get("DISCORD_TOKEN", "").strip()
     curve = _curve(env)
     _check_exposure(values, curve)
-    return Settings(instances=_instances(env), curve=curve, discord_token=token or None, **values)
+    return Settings(instances=_instances(env), download_clients=_download_clients(env), curve=curve, discord_token=token or None, **values)

@@ -77,7 +77,8 @@ def test_removal_falls_back_to_one_by_one_when_bulk_answers_404(simarr):
     server, sonarr, _ = simarr
     pack = sonarr.add_download(title="Show.S01", size=GB, state="stalled", episodes=3)
     # One id that is no longer there: bulk is all-or-404, so the client goes one by one.
-    removed, answer = client_for(server, "/sonarr").remove(pack["queue_ids"] + [999], blocklist=False)
+    removed, answer = client_for(server, "/sonarr").remove(pack["queue_ids"] + [999], remove_from_client=True,
+                                                         blocklist=False, skip_redownload=False)
     assert removed is True
     assert "DELETE queue/bulk: HTTP 404" in answer
     assert sonarr.downloads() == []
@@ -89,5 +90,6 @@ def test_removal_falls_back_to_one_by_one_when_bulk_answers_404(simarr):
 
 def test_removing_what_is_already_gone_removes_nothing(simarr):
     server, _, _ = simarr
-    removed, answer = client_for(server, "/sonarr").remove([123, 456], blocklist=True)
+    removed, answer = client_for(server, "/sonarr").remove([123, 456], remove_from_client=True, blocklist=True,
+                                                      skip_redownload=False)
     assert removed is False and "123: HTTP 404" in answer

@@ -102,7 +102,7 @@ def test_the_cleanup_preview_says_what_why_and_the_evidence(small):
     assert measure(embeds) == []
     text = text_of(embeds)
     assert "6 download(s) would be removed" in text
-    assert "evidence:" in text and "no progress for 2.0 h" in text and "failed" in text
+    assert "evidence (queue):" in text and "no progress for 2.0 h" in text and "failed" in text
     assert "Kept: import blocked" in text
     assert "blocklisted" in embeds[0].footer.text and "3 min" in embeds[0].footer.text
 

@@ -4,21 +4,15 @@ import pytest
 
 from common import protocol
 from common.protocol import ProtocolError, decode, encode
+from tests import records
 
 
 def record(**fields):
-    base = {"id": 1, "download_id": "ABC", "title": "Show.S01E01", "status": "downloading",
-            "tracked_status": "ok", "tracked_state": "downloading", "error_message": None,
-            "size": 100, "sizeleft": 50, "eta": None, "added": None, "protocol": "torrent",
-            "download_client": "qBittorrent"}
-    base.update(fields)
-    return base
+    return records.record(1, "ABC", title="Show.S01E01", **fields)
 
 
-def snapshot(records):
-    return {"instance": "sonarr", "kind": "sonarr", "taken_at": 1.5,
-            "poller": {"name": "poller", "endpoint": "tcp://127.0.0.1:5557", "next_within": 30},
-            "health": {"state": "ok", "error": None}, "records": records}
+def snapshot(items):
+    return records.snapshot("sonarr", items)
 
 
 def test_round_trip_carries_the_version():
@@ -44,7 +38,7 @@ def test_a_message_of_another_version_is_refused_clearly():
     (msgpack.packb({"v": 1, "type": "launch", "body": {}}), "unknown message type"),
     (msgpack.packb({"v": 1, "type": "history", "body": {"instance": "sonarr"}}), "missing field 'download_id'"),
     (msgpack.packb({"v": 1, "type": "analyze", "body": {"include_import_blocked": 1}}), "has type int"),
-    (msgpack.packb({"v": 1, "type": "snapshot", "body": dict(snapshot([record(size="big")]))}),
+    (msgpack.packb({"v": 1, "type": "snapshot", "body": dict(snapshot([dict(record(), size="big")]))}),
      "record 0: field 'size' has type str"),
     (msgpack.packb({"v": 1, "type": "snapshot", "body": dict(snapshot([]), health={"state": "fine"})}),
      "health state"),

@@ -108,3 +108,28 @@ def test_env_example_documents_the_defaults():
     from common.settings import Settings
     example = Path(__file__).resolve().parent.parent / ".env.example"
     assert load_settings(environ={}, dotenv_path=example) == Settings()
+
+
+def test_download_clients_are_configured_by_their_url():
+    settings = load(QBITTORRENT_URL="http://nas:8080/", QBITTORRENT_USERNAME="admin", QBITTORRENT_PASSWORD="pw",
+                    EXTRA_DOWNLOAD_CLIENTS="transmission-seedbox",
+                    TRANSMISSION_SEEDBOX_URL="https://seedbox:9091/transmission/rpc")
+    qbit, seedbox = settings.download_clients
+    assert (qbit.name, qbit.kind, qbit.url, qbit.username, qbit.password) == (
+        "qbittorrent", "qbittorrent", "http://nas:8080", "admin", "pw")
+    assert (seedbox.name, seedbox.kind, seedbox.password) == ("transmission-seedbox", "transmission", "")
+    assert "pw" not in repr(settings)
+    assert load().download_clients == () and load().cleanup_private == "keep"
+    assert load(CLEANUP_PRIVATE="Remove").cleanup_private == "remove"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"CLEANUP_PRIVATE": "sometimes"}, "setting CLEANUP_PRIVATE='sometimes' is invalid: expected keep"),
+    ({"QBITTORRENT_URL": "nas:8080"}, "setting QBITTORRENT_URL='nas:8080' is invalid: expected a URL"),
+    ({"EXTRA_DOWNLOAD_CLIENTS": "seedbox"}, "setting SEEDBOX_KIND='' is invalid: expected qbittorrent or transmission"),
+    ({"EXTRA_DOWNLOAD_CLIENTS": "qbit2"}, "setting QBIT2_URL='' is invalid: download client qbit2 needs a URL"),
+])
+def test_bad_download_client_settings_name_the_setting(env, message):
+    with pytest.raises(SettingsError) as raised:
+        load(**env)
+    assert str(raised.value).startswith(message)

@@ -28,6 +28,7 @@ from discord.ext import commands, tasks
 
 from common.settings import Settings
 from common.sockets import ServiceUnavailable
+from services.bot.board import unhealthy_services
 from services.bot.commands import DiscarrCog, ServiceFailure, Services, fetch_board_pages
 from services.bot.embeds import board_error_embed, board_pages, page_of, warning_embed
 from services.bot.views import BoardPager, pager_for
@@ -162,14 +163,14 @@ class StatusBoard:
         return message.id
 
     async def _warn(self, channel: Any, check: dict[str, Any]) -> bool:
-        """One message for downloads that became stuck and instances that became unhealthy since the last look.
+        """One message for downloads that became stuck and services that became unhealthy since the last look.
 
         What was warned about is remembered; it is warned about again only
         after it recovered and broke again.
         """
         stuck = {f"{item['instance']}/{item['download_id']}": item
                  for item in check.get("downloads", ()) if item.get("category") == "stuck"}
-        unhealthy = {instance["name"]: instance for instance in check.get("instances", ()) if not instance.get("healthy")}
+        unhealthy = {service["name"]: service for service in unhealthy_services(check)}
         warned_stuck = set(self.state.get("warned_stuck", ()))
         warned_unhealthy = set(self.state.get("warned_unhealthy", ()))
         new_stuck = [item for key, item in stuck.items() if key not in warned_stuck]

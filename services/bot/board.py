@@ -42,6 +42,8 @@ def parse_eta(value: str | None) -> datetime | None:
 
 def _mark(item: dict[str, Any]) -> tuple[str, int]:
     stalled = human_duration(item["stalled_minutes"])
+    if item.get("withheld") and item["category"] in ("stuck", "inactive"):
+        return f"{item['category']}, but {item['withheld']}", 1
     if item["category"] == "stuck":
         return f"STUCK, no progress for {stalled}", 2
     if item["category"] == "inactive":
@@ -72,14 +74,27 @@ def board_rows(check: dict[str, Any]) -> list[BoardRow]:
     return rows
 
 
-def instance_lines(check: dict[str, Any]) -> list[str]:
+def unhealthy_services(check: dict[str, Any]) -> list[dict[str, Any]]:
+    """The *arr instances and download clients that are not healthy now."""
+    return [service for service in (*check.get("instances", ()), *check.get("download_clients", ()))
+            if not service["healthy"]]
+
+
+def health_lines(check: dict[str, Any]) -> list[tuple[str, str]]:
+    """(level, line) for each instance and download client, then each outage; level is ok, down or outage."""
     lines = []
     for instance in check["instances"]:
         if instance["healthy"]:
-            lines.append(f"{instance['name']}: ok, {instance['records']} queue records")
+            lines.append(("ok", f"{instance['name']}: ok, {instance['records']} queue records"))
         else:
-            lines.append(f"{instance['name']}: UNHEALTHY ({instance['state']}): {instance['error']}")
+            lines.append(("down", f"{instance['name']}: UNHEALTHY ({instance['state']}): {instance['error']}"))
+    for client in check.get("download_clients", ()):
+        if client["healthy"]:
+            lines.append(("ok", f"{client['name']}: ok (download client)"))
+        else:
+            lines.append(("down", f"{client['name']}: UNHEALTHY ({client['state']}): {client['error']}; "
+                                  "its torrents are not judged or removed until it answers"))
     for outage in check.get("outages", ()):
-        lines.append(f"{outage['instance']}: {outage['download_client']} stopped every download at once "
-                     "(outage); stuck clocks held")
+        lines.append(("outage", f"{outage['instance']}: {outage['download_client']} stopped every download at "
+                                "once (outage); stuck clocks held"))
     return lines

@@ -108,7 +108,8 @@ async def cleanup_message(services: Services, *, owner_id: int, include_import_b
     analysis = await services.ask("tracker", "analyze", {"include_import_blocked": include_import_blocked})
     preview = await asyncio.to_thread(
         cleanup_preview_embeds, analysis, include_import_blocked=include_import_blocked, dry_run=dry_run,
-        blocklist=services.settings.cleanup_blocklist, expires_in=CONFIRM_TIMEOUT)
+        blocklist=services.settings.cleanup_blocklist, keep_private=services.settings.cleanup_private == "keep",
+        expires_in=CONFIRM_TIMEOUT)
     if dry_run or not analysis.get("candidates"):
         return analysis, preview, None
 

@@ -14,8 +14,9 @@ from typing import Any, Iterable, Sequence
 import discord
 from discord.utils import escape_markdown
 
+from common.settings import CLIENT_KINDS
 from common.units import human_duration, human_size
-from services.bot.board import BoardRow, board_rows, instance_lines, progress_bar
+from services.bot.board import BoardRow, board_rows, health_lines, progress_bar, unhealthy_services
 from services.bot.limits import DESCRIPTION, EMBEDS, TOTAL, clip, embed_length, fit_lines, fit_message, text_length
 
 RED = discord.Colour.red()
@@ -66,7 +67,8 @@ def _evidence(item: dict[str, Any]) -> str:
     if since is None:
         return ""
     moved = max(0, int(evidence.get("end_bytes", 0)) - int(evidence.get("start_bytes", 0)))
-    return (f" · evidence: {float(evidence.get('start_progress', 0)):.1f}% → "
+    return (f" · evidence ({escape_markdown(str(evidence.get('source', 'queue')))}): "
+            f"{float(evidence.get('start_progress', 0)):.1f}% → "
             f"{float(evidence.get('end_progress', 0)):.1f}%, {human_size(moved)} since {relative_time(since)}")
 
 
@@ -76,6 +78,8 @@ def item_line(item: dict[str, Any], *, detail: str | None = None, evidence: bool
     text = (f"{ICONS[severity]} **{title_text(item.get('title', ''))}** · {escape_markdown(item.get('instance', '?'))}"
             f" · {float(item.get('progress', 0)):.1f}% of {human_size(item.get('size', 0))}"
             f" · {escape_markdown(clip(detail if detail is not None else item.get('reason', ''), REASON_WIDTH))}")
+    if item.get("private"):
+        text += " · 🔒 private torrent"
     return text + (_evidence(item) if evidence else "")
 
 
@@ -104,14 +108,12 @@ def _list_embeds(sections: Sequence[tuple[str, discord.Colour, list[str]]], budg
 
 # --- the status board ------------------------------------------------------------------
 
+HEALTH_ICONS = {"ok": "✅", "down": "🔴", "outage": "⚠️"}
+
+
 def _health_lines(check: dict[str, Any]) -> list[str]:
-    lines = []
-    for text, instance in zip(instance_lines(check), check.get("instances", ())):
-        icon = "✅" if instance.get("healthy") else "🔴"
-        lines.append(f"{icon} {escape_markdown(text)}")  # a silent poller shows as "stale" here
-    for text in instance_lines(check)[len(check.get("instances", ())):]:
-        lines.append(f"⚠️ {escape_markdown(text)}")  # outages
-    return lines
+    # A silent poller shows as "stale" here, an unreachable download client as unhealthy.
+    return [f"{HEALTH_ICONS[level]} {escape_markdown(text)}" for level, text in health_lines(check)]
 
 
 def _board_header(check: dict[str, Any], rows: list[BoardRow], now: datetime) -> discord.Embed:
@@ -125,7 +127,7 @@ def _board_header(check: dict[str, Any], rows: list[BoardRow], now: datetime) ->
     active = sum(1 for item in downloads if item.get("activity") == "active")
     summary = (f"**{check.get('tracked', len(downloads))}** downloads tracked, **{active}** active"
                + "".join(f" · **{count}** {name}" for name, count in counts.items() if count))
-    unhealthy = any(not instance.get("healthy") for instance in check.get("instances", ()))
+    unhealthy = bool(unhealthy_services(check))
     worst = max((row.severity for row in rows), default=0)
     colour = RED if worst == 2 or unhealthy else GOLD if worst == 1 else GREEN
     health = _health_lines(check) or ["no instance has reported yet"]
@@ -290,8 +292,24 @@ def download_embed(history: dict[str, Any], *, image: str | None = "history.png"
 
 # --- /cleanup ------------------------------------------------------------------------------
 
+def _kept_sections(analysis: dict[str, Any], include_import_blocked: bool
+                   ) -> list[tuple[str, discord.Colour, list[str]]]:
+    """What a cleanup keeps although it is stuck or blocked, and why."""
+    sections = []
+    withheld = analysis.get("withheld") or []
+    if withheld:
+        sections.append((f"Kept: download client unreachable, no fresh evidence ({len(withheld)})", GOLD,
+                         [item_line(item, detail=item.get("withheld")) for item in withheld]))
+    attention = analysis.get("attention") or []
+    if attention and not include_import_blocked:
+        sections.append((f"Kept: import blocked, needs a human ({len(attention)}); include_import_blocked removes "
+                         "them", GOLD, [item_line(item) for item in attention]))
+    return sections
+
+
 def cleanup_preview_embeds(analysis: dict[str, Any], *, include_import_blocked: bool, dry_run: bool,
-                           blocklist: bool = True, expires_in: float | None = None) -> list[discord.Embed]:
+                           blocklist: bool = True, keep_private: bool = True,
+                           expires_in: float | None = None) -> list[discord.Embed]:
     """What a cleanup would remove and why (with the progress evidence), and what it keeps."""
     candidates = analysis.get("candidates") or []
     attention = analysis.get("attention") or []
@@ -301,27 +319,33 @@ def cleanup_preview_embeds(analysis: dict[str, Any], *, include_import_blocked: 
         if attention and not include_import_blocked:
             head.description += (f"\n{len(attention)} import-blocked download(s) need a human; "
                                  "`include_import_blocked` would remove them.")
+        if analysis.get("withheld"):
+            head.description += (f"\n{len(analysis['withheld'])} stuck download(s) are kept while their "
+                                 "download client cannot be reached.")
         return fit_message([head])
     verb = "would be removed (dry run)" if dry_run else "would be removed"
     head = discord.Embed(title=f"Cleanup preview: {len(candidates)} download(s) {verb}", colour=ORANGE)
     consequence = ("Each is deleted from its download client and its release is blocklisted, so the *arr "
                    "searches for another." if blocklist else
                    "Each is deleted from its download client; the release is not blocklisted.")
+    if keep_private and any(item.get("private") for item in candidates):
+        consequence += " Private torrents are removed from the *arr only and keep seeding."
+    if any(item.get("recurring") for item in candidates):
+        consequence += " Recurring ones are neither blocklisted nor searched again."
     if dry_run:
         consequence = "Dry run: the poller checks each one again and removes nothing."
     elif expires_in:
         consequence += f" Only you can confirm; the buttons expire in {human_duration(expires_in / 60)}."
     head.set_footer(text=consequence + " The poller checks every download again before removing it.")
     lines = [item_line(item, evidence=True) for item in candidates]
-    kept = [item_line(item) for item in attention] if not include_import_blocked else []
+    kept = _kept_sections(analysis, include_import_blocked)
     budget = TOTAL - embed_length(head) - 16
     if kept:
-        kept_title = f"Kept: import blocked, needs a human ({len(kept)}); include_import_blocked removes them"
-        shares = _split_budget([text_length("\n".join(lines)), text_length(kept_title) + text_length("\n".join(kept))],
-                               budget)
+        needs = [text_length("\n".join(lines)),
+                 sum(text_length(title) + text_length("\n".join(kept_lines)) for title, _, kept_lines in kept)]
+        shares = _split_budget(needs, budget)
         head.description = fit_lines(lines, min(DESCRIPTION, shares[0]))
-        tail = _list_embeds([(kept_title, GOLD, kept)], shares[1])
-        return fit_message([head, *tail])
+        return fit_message([head, *_list_embeds(kept, shares[1])])
     head.description = fit_lines(lines, min(DESCRIPTION, budget))
     return fit_message([head])
 
@@ -365,10 +389,14 @@ def cleanup_report_embeds(results: list[dict[str, Any]], *, dry_run: bool,
 
 def warning_embed(stuck: list[dict[str, Any]], unhealthy: list[dict[str, Any]],
                   now: datetime | None = None) -> discord.Embed:
-    """One message for what broke since the last look: newly stuck downloads, newly unhealthy instances."""
+    """One message for what broke since the last look: newly stuck downloads, newly unhealthy instances
+    and download clients."""
     parts = []
-    if unhealthy:
-        parts.append(f"{len(unhealthy)} instance(s) unhealthy")
+    clients = sum(1 for service in unhealthy if service.get("kind") in CLIENT_KINDS)
+    if len(unhealthy) > clients:
+        parts.append(f"{len(unhealthy) - clients} instance(s) unhealthy")
+    if clients:
+        parts.append(f"{clients} download client(s) unhealthy")
     if stuck:
         parts.append(f"{len(stuck)} download(s) stuck")
     lines = [f"🔴 **{escape_markdown(i['name'])}** is unhealthy ({i.get('state', 'error')}): "

@@ -13,7 +13,7 @@ from rich.text import Text
 from common.settings import Settings
 from common.sockets import RequestClient, ServiceError, ServiceUnavailable
 from common.units import human_duration, human_size
-from services.bot.board import board_rows, instance_lines, progress_bar
+from services.bot.board import board_rows, health_lines, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,12 @@ def render_board(check: dict[str, Any], now: datetime | None = None) -> Group:
                       _eta(row.eta, now), Text(row.mark, style=_STYLES[row.severity]))
     if not rows:
         table.add_row("", "nothing is downloading", "", "", "", "")
-    health = Text("\n".join(instance_lines(check)) or "no instance has reported yet")
+    health = Text(_health_text(check) or "no instance has reported yet")
     return Group(table, health)
+
+
+def _health_text(check: dict[str, Any]) -> str:
+    return "\n".join(line for _, line in health_lines(check))
 
 
 def items_table(title: str, items: list[dict[str, Any]], *, result: bool = False) -> Table:
@@ -79,7 +83,7 @@ def render_progress(progress: dict[str, Any]) -> Group:
                        ("Needs attention", "attention")):
         if progress[key]:
             parts.append(items_table(title, progress[key]))
-    parts.append(Text("\n".join(instance_lines(progress))))
+    parts.append(Text(_health_text(progress)))
     return Group(*parts)
 
 

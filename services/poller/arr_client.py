@@ -78,13 +78,14 @@ class ArrClient:
                 normalised[record["id"]] = record
         return list(normalised.values())
 
-    def remove(self, queue_ids: list[int], blocklist: bool) -> tuple[bool, str]:
-        """Delete these queue records and their download in the client.
+    def remove(self, queue_ids: list[int], *, remove_from_client: bool, blocklist: bool,
+               skip_redownload: bool) -> tuple[bool, str]:
+        """Delete these queue records, and (remove_from_client) their download in the client.
 
         Returns (whether anything was removed, the *arr's answer in words).
         """
-        params = {"removeFromClient": "true", "blocklist": "true" if blocklist else "false",
-                  "skipRedownload": "false"}
+        params = {name: "true" if flag else "false" for name, flag in (
+            ("removeFromClient", remove_from_client), ("blocklist", blocklist), ("skipRedownload", skip_redownload))}
         response = self._call("DELETE", "queue/bulk", params=params, json={"ids": queue_ids})
         if response.status_code == 200:
             return True, f"DELETE queue/bulk ({len(queue_ids)} records): HTTP 200"

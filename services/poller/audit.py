@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 class AuditLog:
@@ -21,3 +21,16 @@ class AuditLog:
             handle.write(lines)
             handle.flush()
             os.fsync(handle.fileno())
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """Every decision written so far; a line that is not JSON (a torn write) is passed over."""
+        if not self.path.is_file():
+            return
+        with open(self.path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict):
+                    yield entry

@@ -44,4 +44,6 @@ def normalize_record(raw: dict[str, Any]) -> dict[str, Any] | None:
         "added": _text(raw.get("added")),
         "protocol": _text(raw.get("protocol")),
         "download_client": _text(raw.get("downloadClient")),
+        "client": None,  # filled in by services.poller.download_clients when a client has it
+        "removed_before": 0,
     }

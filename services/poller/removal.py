@@ -1,23 +1,33 @@
 """Removal requests (SPEC section 4): check again, then delete, and write down every decision.
 
 The analysis the user confirmed may be minutes old. Before anything is
-deleted, the instance's queue is read again and a download that is gone,
-that moved, or whose status changed is skipped. A request is answered once
-per request id (a retry returns the first answer) and is refused after its
-expiry, so a request that waited for a dead poller never runs late.
+deleted, the instance's queue (and each torrent's download client) is read
+again and a download that is gone, that moved, whose status changed, or whose
+client cannot be reached is skipped. A request is answered once per request
+id (a retry returns the first answer) and is refused after its expiry, so a
+request that waited for a dead poller never runs late.
+
+How a download is removed:
+- a private torrent, with CLEANUP_PRIVATE=keep, is removed from the *arr only
+  and tagged in its client, so it keeps seeding and the user's ratio is safe;
+- a download this poller removed before and that came back (same hash) is
+  "recurring": it is removed without blocklist and without a new search, so
+  discarr never drives the *arr round a grab-stall-remove loop.
 """
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from common.clock import Clock
-from common.downloads import classify_download, download_key, measure
+from common.downloads import CLIENT_UNREACHABLE, classify_download, client_figures, download_key, measure
+from common.torrent_clients import ClientError
 from services.poller.arr_client import ArrClient, ArrError
 from services.poller.audit import AuditLog
+from services.poller.download_clients import KEPT_TAG, DownloadClients
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +39,66 @@ class RemovalPolicy:
     min_bytes: float
     min_progress: float
     blocklist: bool
+    keep_private: bool = True
 
     @classmethod
     def from_settings(cls, settings: Any) -> "RemovalPolicy":
-        return cls(settings.min_size_change, settings.min_progress_change, settings.cleanup_blocklist)
+        return cls(settings.min_size_change, settings.min_progress_change, settings.cleanup_blocklist,
+                   settings.cleanup_private == "keep")
+
+
+@dataclass(frozen=True)
+class RemovalMode:
+    """How one download is removed (see the module docstring)."""
+
+    remove_from_client: bool
+    blocklist: bool
+    skip_redownload: bool
+    kept_in: dict[str, Any] | None  # the client figures of a private torrent kept seeding
+    removed_before: int
+
+    @classmethod
+    def choose(cls, records: list[dict[str, Any]], policy: RemovalPolicy, removed_before: int) -> "RemovalMode":
+        client = client_figures(records[0])
+        keep = policy.keep_private and client is not None and client["private"] is True
+        recurring = removed_before > 0
+        return cls(remove_from_client=not keep, blocklist=policy.blocklist and not recurring,
+                   skip_redownload=recurring, kept_in=client if keep else None, removed_before=removed_before)
+
+    def describe(self, instance: str) -> str:
+        words = [f"from {instance} only; kept seeding in {self.kept_in['name']} (private torrent), "
+                 f"tagged {KEPT_TAG}" if self.kept_in else "from the *arr and its download client"]
+        if self.removed_before:
+            words.append(f"recurring (removed {self.removed_before}x before): no blocklist and no new search, "
+                         "so it is not grabbed again in a loop")
+        elif self.blocklist:
+            words.append("blocklisted, so the *arr searches for another release")
+        return "; ".join(words)
+
+
+class RemovalMemory:
+    """Which downloads this poller removed, read back from the audit log at start.
+
+    Poll threads read it while the main thread adds to it: single dict
+    operations, atomic under the GIL, so no lock is needed.
+    """
+
+    def __init__(self, audit: AuditLog) -> None:
+        self._removed: Counter[tuple[str, str]] = Counter(
+            (entry["instance"], entry["download_id"].upper()) for entry in audit.entries()
+            if entry.get("result") == "removed" and isinstance(entry.get("instance"), str)
+            and isinstance(entry.get("download_id"), str))
+
+    def count(self, instance: str, download_id: str | None) -> int:
+        return self._removed.get((instance, download_id.upper()), 0) if download_id else 0
+
+    def add(self, instance: str, download_id: str) -> None:
+        self._removed[(instance, download_id.upper())] += 1
+
+    def stamp(self, instance: str, records: list[dict[str, Any]]) -> None:
+        """Mark each record with how often its download was removed before."""
+        for record in records:
+            record["removed_before"] = self.count(instance, record["download_id"])
 
 
 def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: RemovalPolicy,
@@ -40,6 +106,9 @@ def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: Removal
     """Why this download must be kept now, or None when it may be removed."""
     if not records:
         return "no longer in the queue"
+    unreachable = records[0]["client"]
+    if unreachable is not None and unreachable["state"] == CLIENT_UNREACHABLE:
+        return f"download client {unreachable['name']} cannot be reached: nothing is removed without its evidence"
     _, _, downloaded, progress = measure(records)
     analysed_bytes = item["size"] - item["sizeleft"]
     if downloaded - analysed_bytes >= policy.min_bytes or progress - item["progress"] >= policy.min_progress:
@@ -65,11 +134,13 @@ class Remover:
     """Executes "remove" requests against the poller's instances."""
 
     def __init__(self, clients: dict[str, ArrClient], policy: RemovalPolicy, audit: AuditLog,
-                 clock: Clock) -> None:
+                 clock: Clock, download_clients: DownloadClients, memory: RemovalMemory) -> None:
         self.clients = clients
         self.policy = policy
         self.audit = audit
         self.clock = clock
+        self.download_clients = download_clients
+        self.memory = memory
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +178,7 @@ class Remover:
             queue = client.fetch_queue()
         except ArrError as exc:
             return [(item, "failed", f"could not read the queue again: {exc.reason}", None) for item in items]
+        self.download_clients.annotate(queue)
         current: dict[str, list[dict]] = defaultdict(list)
         for record in queue:
             current[download_key(record)].append(record)
@@ -118,20 +190,31 @@ class Remover:
                 decisions.append((item, "skipped", why_not, None))
                 continue
             queue_ids = sorted(record["id"] for record in records)
+            mode = RemovalMode.choose(records, self.policy, self.memory.count(instance, item["download_id"]))
             if request["dry_run"]:
-                decisions.append((item, "dry_run", f"dry run: would remove {len(queue_ids)} queue record(s)", None))
+                decisions.append((item, "dry_run", f"dry run: would remove {len(queue_ids)} queue record(s) "
+                                                   f"{mode.describe(instance)}", None))
                 continue
-            try:
-                removed, answer = client.remove(queue_ids, self.policy.blocklist)
-            except ArrError as exc:
-                decisions.append((item, "failed", exc.reason, None))
-                continue
-            if removed:
-                detail = "removed" + (" and blocklisted" if self.policy.blocklist else "")
-                decisions.append((item, "removed", detail, answer))
-            else:
-                decisions.append((item, "skipped", "no longer in the queue", answer))
+            decisions.append(self._remove_one(client, item, queue_ids, mode))
         return decisions
+
+    def _remove_one(self, client: ArrClient, item: dict, queue_ids: list[int], mode: RemovalMode) -> tuple:
+        instance = item["instance"]
+        tag_failure = ""
+        if mode.kept_in is not None:  # tag first: a torrent kept in the client must be findable there
+            try:
+                self.download_clients.tag(mode.kept_in, item["download_id"], KEPT_TAG)
+            except ClientError as exc:
+                tag_failure = f" (tagging it failed: {exc.reason})"
+        try:
+            removed, answer = client.remove(queue_ids, remove_from_client=mode.remove_from_client,
+                                            blocklist=mode.blocklist, skip_redownload=mode.skip_redownload)
+        except ArrError as exc:
+            return item, "failed", exc.reason, None
+        if not removed:
+            return item, "skipped", "no longer in the queue", answer
+        self.memory.add(instance, item["download_id"])
+        return item, "removed", f"removed {mode.describe(instance)}{tag_failure}", answer
 
     def _write_audit(self, request: dict, decisions: list[tuple]) -> None:
         when = datetime.fromtimestamp(self.clock.now(), timezone.utc).isoformat()

@@ -18,14 +18,15 @@ from typing import Any
 import zmq
 
 from common import protocol
-from common.downloads import UNKNOWN_STATUS
 from common.clock import Clock, SystemClock
+from common.downloads import UNKNOWN_STATUS
 from common.runtime import set_log_level
 from common.settings import InstanceConfig, Settings
 from common.sockets import answer, bind, connect, service_context
 from services.poller.arr_client import ArrClient, ArrError
 from services.poller.audit import AuditLog
-from services.poller.removal import RemovalPolicy, Remover
+from services.poller.download_clients import DownloadClients
+from services.poller.removal import RemovalMemory, RemovalPolicy, Remover
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,20 @@ BACKOFF_LIMIT = 8  # a failing instance is asked at most every 8 poll intervals
 MAIN_LOOP_WAIT_MS = 20  # how long a new snapshot may wait in the outbox: it adds to change-to-visible
 
 
-def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any]) -> dict[str, Any]:
-    """One instance's queue as a snapshot body; a failure is reported as health, not raised."""
+def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any], download_clients: DownloadClients,
+                  memory: RemovalMemory) -> dict[str, Any]:
+    """One instance's queue, with its torrents' client figures, as a snapshot body.
+
+    A failure is reported as health, not raised.
+    """
     started = time.monotonic()
     taken_at = clock.now()
+    clients: list[dict[str, Any]] = []
     try:
         records: list | None = client.fetch_queue()
         health = {"state": "ok", "error": None}
+        clients = download_clients.annotate(records)
+        memory.stamp(client.instance.name, records)
     except ArrError as exc:
         records, health = None, {"state": exc.state, "error": exc.reason}
     incomplete = sum(1 for record in records or () if record["status"] == UNKNOWN_STATUS)
@@ -49,16 +57,19 @@ def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any]) -> di
                   "error": f"{incomplete} of {len(records)} queue records lack a status or size; "
                            "they keep their last known state"}
     return {"instance": client.instance.name, "kind": client.instance.kind, "taken_at": taken_at,
-            "poller": poller, "poll_seconds": time.monotonic() - started, "health": health, "records": records}
+            "poller": poller, "poll_seconds": time.monotonic() - started, "health": health, "clients": clients,
+            "records": records}
 
 
 class InstancePoller(threading.Thread):
     """Polls one instance every interval and hands each snapshot to the sender."""
 
     def __init__(self, instance: InstanceConfig, settings: Settings, outbox: "queue.Queue[dict]",
-                 stop: threading.Event, clock: Clock) -> None:
+                 stop: threading.Event, clock: Clock, memory: RemovalMemory) -> None:
         super().__init__(name=f"poll-{instance.name}", daemon=True)
         self.client = ArrClient(instance, settings.request_timeout_seconds)
+        self.download_clients = DownloadClients(settings.download_clients, settings.request_timeout_seconds)
+        self.memory = memory
         self.interval = settings.poll_interval_seconds
         self.outbox, self.stop, self.clock = outbox, stop, clock
         self.timeout = settings.request_timeout_seconds
@@ -69,7 +80,7 @@ class InstancePoller(threading.Thread):
         failures = 0
         while not self.stop.is_set():
             started = time.monotonic()
-            snapshot = take_snapshot(self.client, self.clock, self.poller)
+            snapshot = take_snapshot(self.client, self.clock, self.poller, self.download_clients, self.memory)
             # Back off from an instance that keeps failing, up to BACKOFF_LIMIT intervals.
             failures = failures + 1 if snapshot["records"] is None else 0
             delay = self.interval * min(2 ** failures, BACKOFF_LIMIT)
@@ -79,6 +90,7 @@ class InstancePoller(threading.Thread):
             self.outbox.put(snapshot)
             self.stop.wait(max(0.0, delay - (time.monotonic() - started)))
         self.client.close()
+        self.download_clients.close()
 
     def _log_health(self, health: dict) -> None:
         # Log changes of health, not every failed poll.
@@ -95,10 +107,13 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
     if not settings.instances:
         log.warning("no *arr instance is configured (set SONARR_API_KEY, RADARR_API_KEY, ...)")
     outbox: "queue.Queue[dict]" = queue.Queue()
-    pollers = [InstancePoller(i, settings, outbox, stop, clock) for i in settings.instances]
+    audit = AuditLog(settings.audit_log)
+    memory = RemovalMemory(audit)
+    pollers = [InstancePoller(i, settings, outbox, stop, clock, memory) for i in settings.instances]
     # Removals use their own HTTP sessions: a requests.Session is not shared across threads.
     remover = Remover({i.name: ArrClient(i, settings.request_timeout_seconds) for i in settings.instances},
-                      RemovalPolicy.from_settings(settings), AuditLog(settings.audit_log), clock)
+                      RemovalPolicy.from_settings(settings), audit, clock,
+                      DownloadClients(settings.download_clients, settings.request_timeout_seconds), memory)
     with service_context(settings.curve) as context:
         commands = bind(context, zmq.REP, settings.poller_command_endpoint, "poller", settings.curve)
         # IMMEDIATE: queue nothing for a tracker that is not there.
@@ -110,9 +125,10 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
         try:
             for poller in pollers:
                 poller.start()
-            log.info("polling %s every %gs; removal requests on %s",
-                     ", ".join(i.name for i in settings.instances) or "nothing",
-                     settings.poll_interval_seconds, settings.poller_command_endpoint)
+            log.info("polling %s every %gs (download clients: %s); removal requests on %s",
+                     ", ".join(i.name for i in settings.instances) or "nothing", settings.poll_interval_seconds,
+                     ", ".join(c.name for c in settings.download_clients) or "none",
+                     settings.poller_command_endpoint)
             while not stop.is_set():
                 if commands.poll(MAIN_LOOP_WAIT_MS, zmq.POLLIN):
                     commands.send(answer(commands.recv(), handlers, "poller"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from common.downloads import client_figures, evidence_source
 from common.units import human_duration, human_size
 from services.tracker.history import DetectionConfig, DownloadHistory
 
@@ -32,6 +33,7 @@ class Finding:
         records = self.history.records
         size, sizeleft, downloaded, progress = self.history.measured()
         first = records[0]
+        client = client_figures(first)
         return {
             "instance": self.history.instance,
             "download_id": self.history.key,
@@ -51,7 +53,13 @@ class Finding:
             "protocol": first["protocol"],
             "download_client": first["download_client"],
             "estimated_completion": self.completion_at,
+            "client": client,
+            "private": client["private"] if client else None,
+            "removed_before": first["removed_before"],
+            "recurring": first["removed_before"] > 0,
+            "withheld": self.history.withheld,
             "evidence": {
+                "source": evidence_source(records),
                 "since": self.stalled_from,
                 "start_bytes": self.start_bytes, "end_bytes": downloaded,
                 "start_progress": round(self.start_progress, 2), "end_progress": round(progress, 2),
@@ -61,6 +69,19 @@ class Finding:
 
 def _minutes(seconds: float) -> str:
     return human_duration(seconds / 60.0)
+
+
+def client_evidence(history: DownloadHistory) -> str:
+    """What the download client itself says, for a reason: "; qbittorrent: stalledDL, 0 seeds, 0 peers"."""
+    client = client_figures(history.records[0])
+    if client is None:
+        return ""
+    return f"; {client['name']}: {client['client_state']}, {client['seeds']} seeds, {client['peers']} peers"
+
+
+def _recurring(history: DownloadHistory, reason: str) -> str:
+    removed_before = history.records[0]["removed_before"]
+    return f"recurring (removed {removed_before}x before): {reason}" if removed_before else reason
 
 
 def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
@@ -75,12 +96,12 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
         first = history.records[0]
         state = first["tracked_state"] or first["status"]
         return Finding(history, "inactive", False, 0.0, None, downloaded, progress,
-                       f"{history.instance} marked it failed ({state})")
+                       _recurring(history, f"{history.instance} marked it failed ({state})"))
     if history.error_since is not None:
         errored = now - history.error_since
         if errored >= config.threshold_s and history.activity != "attention":
             return Finding(history, "inactive", False, errored, history.error_since, downloaded, progress,
-                           f"{history.instance} has reported an error for {_minutes(errored)}")
+                           _recurring(history, f"{history.instance} has reported an error for {_minutes(errored)}"))
     if history.activity == "attention":
         return Finding(history, "attention", False, 0.0, None, downloaded, progress,
                        "completed but import is blocked: needs a human")
@@ -93,8 +114,8 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
     if stalled >= config.threshold_s:
         reason = (f"no progress for {_minutes(stalled)}: {progress - start[2]:+.2f} points, "
                   f"{human_size(moved)} downloaded (thresholds {config.min_progress:g} points, "
-                  f"{human_size(config.min_bytes)})")
-        return Finding(history, "stuck", False, stalled, since, start[1], start[2], reason)
+                  f"{human_size(config.min_bytes)}){client_evidence(history)}")
+        return Finding(history, "stuck", False, stalled, since, start[1], start[2], _recurring(history, reason))
     soon = stalled >= SOON_STUCK_FRACTION * config.threshold_s
     reason = (f"no progress for {_minutes(stalled)}, stuck in {_minutes(config.threshold_s - stalled)}"
               if soon else "downloading")

@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.downloads import measure_sizes
-from common.protocol import RECORD_FIELDS
+from common.downloads import CLIENT_UNREACHABLE, measure_sizes
+from common.protocol import CLIENT_FIELDS, RECORD_FIELDS
 
 # A point is (time, downloaded bytes, progress percent, activity code).
 Point = tuple  # (float, int, float, str)
@@ -32,14 +32,43 @@ _SIZE, _SIZELEFT = RECORD_KEYS.index("size"), RECORD_KEYS.index("sizeleft")
 _TITLE = RECORD_KEYS.index("title")
 _INTERNED = [RECORD_KEYS.index(key) for key in
              ("status", "tracked_status", "tracked_state", "error_message", "protocol", "download_client")]
+# A download client's figures are kept as a tuple in CLIENT_FIELDS order too.
+CLIENT_KEYS = tuple(CLIENT_FIELDS)
+_FIGURES = RECORD_KEYS.index("client")
+_CLIENT_STATE, _CLIENT_SIZE = CLIENT_KEYS.index("state"), CLIENT_KEYS.index("size")
+_CLIENT_DOWNLOADED = CLIENT_KEYS.index("downloaded")
+_CLIENT_INTERNED = [CLIENT_KEYS.index(key) for key in ("name", "kind", "state", "client_state")]
+# Fields that checkpoints written before download-client figures lack.
+RECORD_DEFAULTS = {"client": None, "removed_before": 0}
+
+
+def _intern(values: list, indexes: list[int]) -> tuple:
+    for index in indexes:  # words that repeat across downloads: one copy each
+        if values[index] is not None:
+            values[index] = sys.intern(values[index])
+    return tuple(values)
 
 
 def _compact(record: dict[str, Any]) -> tuple:
     values = [record[key] for key in RECORD_KEYS]
-    for index in _INTERNED:  # words that repeat across downloads: one copy each
-        if values[index] is not None:
-            values[index] = sys.intern(values[index])
-    return tuple(values)
+    if values[_FIGURES] is not None:
+        values[_FIGURES] = _intern([values[_FIGURES][key] for key in CLIENT_KEYS], _CLIENT_INTERNED)
+    return _intern(values, _INTERNED)
+
+
+def _expand(stored: tuple) -> dict[str, Any]:
+    record = dict(zip(RECORD_KEYS, stored))
+    if record["client"] is not None:
+        record["client"] = dict(zip(CLIENT_KEYS, record["client"]))
+    return record
+
+
+def _sizes(stored: tuple) -> tuple[int, int]:
+    """common.downloads.record_sizes, read off the compact tuple."""
+    figures = stored[_FIGURES]
+    if figures is not None and figures[_CLIENT_STATE] != CLIENT_UNREACHABLE:
+        return figures[_CLIENT_SIZE], figures[_CLIENT_SIZE] - figures[_CLIENT_DOWNLOADED]
+    return stored[_SIZE], stored[_SIZELEFT]
 
 
 @dataclass(frozen=True)
@@ -74,13 +103,14 @@ class DownloadHistory:
     last_bytes: int = 0                # bytes at the last poll
     last_seen: float = 0.0             # time of the last poll that saw it: verdicts rest on evidence up to here
     verdict: str | None = None         # "stuck", "inactive", "attention", "soon_stuck" or None, as of last_seen
+    withheld: str | None = None        # why no removal may rest on the verdict now (its client is unreachable)
     held: list = field(default_factory=list)  # [start, end|None] spans when an outage held the clock
     points: list = field(default_factory=list)
     stored: list = field(default_factory=list)  # the latest queue records of this download, compacted
 
     @property
     def records(self) -> list[dict[str, Any]]:
-        return [dict(zip(RECORD_KEYS, record)) for record in self.stored]
+        return [_expand(record) for record in self.stored]
 
     def keep_records(self, records: list[dict[str, Any]]) -> None:
         self.stored = [_compact(record) for record in records]
@@ -91,7 +121,7 @@ class DownloadHistory:
 
     def measured(self) -> tuple[int, int, int, float]:
         """(size, sizeleft, downloaded, progress) of the latest records, without rebuilding them."""
-        return measure_sizes([(record[_SIZE], record[_SIZELEFT]) for record in self.stored])
+        return measure_sizes([_sizes(record) for record in self.stored])
 
     @property
     def download_client(self) -> str | None:
@@ -215,5 +245,5 @@ class DownloadHistory:
                       error_since=state["error_since"], held=state["held"],
                       points=[tuple(point) for point in state["points"]],
                       last_bytes=state["last_bytes"], last_seen=state["last_seen"])
-        history.keep_records(state["records"])
+        history.keep_records([dict(RECORD_DEFAULTS, **record) for record in state["records"]])
         return history

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from common.clock import Clock
-from common.downloads import UNKNOWN_STATUS, classify_download, download_key, measure
+from common.downloads import CLIENT_UNREACHABLE, UNKNOWN_STATUS, classify_download, download_key, measure
 from services.tracker.analysis import Finding, examine
 from services.tracker.history import DetectionConfig, DownloadHistory
 
@@ -54,6 +54,7 @@ class Tracker:
         # instance -> download key -> history; one instance's snapshot replaces only its own dict.
         self.downloads: dict[str, dict[str, DownloadHistory]] = {}
         self.outages: dict[tuple[str, str], float] = {}  # (instance, client) -> since
+        self.download_clients: dict[str, dict[str, Any]] = {}  # name -> its latest health, as a poller saw it
 
     # --- ingest ------------------------------------------------------------
     def ingest(self, snapshot: dict[str, Any]) -> None:
@@ -69,6 +70,8 @@ class Tracker:
         instance.health = snapshot["health"]["state"]
         instance.error = snapshot["health"].get("error")
         instance.last_snapshot_at = self.clock.now()
+        for client in snapshot["clients"]:
+            self.download_clients[client["name"]] = dict(client, reported_at=instance.last_snapshot_at)
         if snapshot["records"] is None:
             return  # an unhealthy poll says nothing about the queue: keep every history
         now = self.clock.now()
@@ -84,7 +87,15 @@ class Tracker:
                 if history is not None:  # the *arr left its status out: keep what we knew
                     current[key] = history
                 continue
+            client = records[0]["client"]
+            if client is not None and client["state"] == CLIENT_UNREACHABLE:
+                if history is not None:  # no evidence either way: keep what we knew, remove nothing
+                    history.withheld = (f"download client {client['name']} cannot be reached: "
+                                        "nothing is removed until it answers")
+                    current[key] = history
+                continue
             history = history or DownloadHistory(instance=name, key=key, first_seen=now)
+            history.withheld = None
             history.keep_records(records)
             _, _, downloaded, progress = measure(records)
             tracked_error = any(record["tracked_status"] == "error" for record in records)
@@ -147,6 +158,13 @@ class Tracker:
                            else round(now - i.last_snapshot_at, 3)})
         return report
 
+    def client_report(self) -> list[dict[str, Any]]:
+        """Each download client's health, as the latest snapshot that asked it reported."""
+        now = self.clock.now()
+        return [{"name": c["name"], "kind": c["kind"], "healthy": c["state"] == "ok", "state": c["state"],
+                 "error": c["error"], "last_report_age_s": round(now - c["reported_at"], 3)}
+                for _, c in sorted(self.download_clients.items())]
+
     def outage_report(self) -> list[dict[str, Any]]:
         return [{"instance": instance, "download_client": client, "since": since}
                 for (instance, client), since in sorted(self.outages.items())]
@@ -154,8 +172,8 @@ class Tracker:
     def check(self) -> dict[str, Any]:
         items = [finding.item() for finding in self.findings()]
         items.sort(key=lambda item: (item["instance"], item["title"]))
-        return {"instances": self.instance_report(), "outages": self.outage_report(), "downloads": items,
-                "tracked": len(items)}
+        return {"instances": self.instance_report(), "download_clients": self.client_report(),
+                "outages": self.outage_report(), "downloads": items, "tracked": len(items)}
 
     def progress(self, config_report: dict[str, Any]) -> dict[str, Any]:
         findings = self.findings("stuck", "inactive", "attention", "soon_stuck")
@@ -169,13 +187,15 @@ class Tracker:
             "attention": items("attention"),
             "outages": self.outage_report(),
             "instances": self.instance_report(),
+            "download_clients": self.client_report(),
             "config": config_report,
         }
 
     def analyze(self, include_import_blocked: bool) -> dict[str, Any]:
         categories = {"stuck", "inactive"} | ({"attention"} if include_import_blocked else set())
         findings = self.findings("stuck", "inactive", "attention")
-        return {"candidates": [f.item() for f in findings if f.category in categories],
+        return {"candidates": [f.item() for f in findings if f.category in categories and not f.history.withheld],
+                "withheld": [f.item() for f in findings if f.category in categories and f.history.withheld],
                 "attention": [f.item() for f in findings if f.category == "attention"],
                 "pollers": {i.name: i.poller_endpoint for i in self.instances.values() if i.poller_endpoint}}
 

@@ -1,0 +1,100 @@
+"""The poller's download-client layer against a real qbittorrent-nox and a real transmission-daemon."""
+from pathlib import Path
+
+import pytest
+
+from common.settings import DownloadClientConfig
+from services.poller.download_clients import KEPT_TAG, DownloadClients, TransmissionReader
+from tests.conftest import wait_until
+from tests.records import record
+from tests.torrent_clients import make_torrent, qbittorrent, random_file, transmission  # noqa: F401
+
+SIZE = 300_000
+
+
+def queue_of(*hashes: str) -> list[dict]:
+    """Queue records as the *arr lists torrents: the hash upper-case in downloadId."""
+    return [record(i, info_hash.upper(), size=SIZE) for i, info_hash in enumerate(hashes, 1)]
+
+
+def annotated(clients: DownloadClients, records: list[dict]) -> tuple[list[dict], list[dict]]:
+    health = clients.annotate(records)
+    return records, health
+
+
+def a_stalled_torrent(tmp_path: Path, name: str, private: bool) -> tuple[bytes, str]:
+    """A torrent whose data nobody has: added to a client, it finds no peers."""
+    return make_torrent(random_file(tmp_path / "sources" / name, SIZE), private=private)
+
+
+def test_qbittorrent_figures_for_a_stalled_private_torrent_and_a_magnet(qbittorrent, tmp_path):  # noqa: F811
+    qb = qbittorrent()
+    metainfo, stalled = a_stalled_torrent(tmp_path, "Show.S01E01.mkv", private=True)
+    qb.add_torrent(metainfo, tmp_path / "empty", category="tv-sonarr")
+    magnet = "ab" * 20
+    qb.add_magnet(magnet)
+    wait_until(lambda: qb.torrent(stalled)["state"] == "stalledDL", 20, "the torrent to stall")
+    clients = DownloadClients([DownloadClientConfig("qbittorrent", "qbittorrent", qb.url, "admin", qb.password)], 5)
+    records, health = annotated(clients, queue_of(stalled, magnet, "cd" * 20))
+    assert health == [{"name": "qbittorrent", "kind": "qbittorrent", "state": "ok", "error": None}]
+    figures = records[0]["client"]
+    assert figures["state"] == "stalled" and figures["client_state"] == "stalledDL"
+    assert (figures["downloaded"], figures["size"], figures["seeds"], figures["peers"]) == (0, SIZE, 0, 0)
+    assert figures["private"] is True
+    assert records[1]["client"]["state"] == "metadata" and records[1]["client"]["private"] is False
+    assert records[2]["client"] is None  # a torrent no client has: the *arr's figures stand
+
+    clients.tag(figures, stalled.upper(), KEPT_TAG)
+    assert qb.torrent(stalled)["tags"] == KEPT_TAG
+    clients.close()
+
+
+def test_a_qbittorrent_that_is_down_or_refuses_the_password_marks_its_torrents(qbittorrent, tmp_path):  # noqa: F811
+    qb = qbittorrent()
+    metainfo, info_hash = a_stalled_torrent(tmp_path, "Movie.2024.mkv", private=False)
+    qb.add_torrent(metainfo, tmp_path / "empty")
+    wrong = DownloadClients([DownloadClientConfig("qbittorrent", "qbittorrent", qb.url, "admin", "not-the-pw")], 5)
+    records, health = annotated(wrong, queue_of(info_hash))
+    assert health[0]["state"] == "unauthorized" and "not-the-pw" not in health[0]["error"]
+    assert records[0]["client"]["state"] == "unreachable"
+
+    right = DownloadClients([DownloadClientConfig("qbittorrent", "qbittorrent", qb.url, "admin", qb.password)], 2)
+    assert annotated(right, queue_of(info_hash))[0][0]["client"]["state"] in ("stalled", "checking")
+    qb.stop()
+    records, health = annotated(right, queue_of(info_hash))
+    assert health[0]["state"] == "unreachable" and health[0]["error"].startswith("cannot connect to qbittorrent")
+    assert records[0]["client"]["state"] == "unreachable" and records[0]["client"]["name"] == "qbittorrent"
+    # A usenet download is nobody's torrent: it is never marked.
+    usenet = [record(9, "SABnzbd_nzo_abc", protocol="usenet")]
+    assert annotated(right, usenet)[0][0]["client"] is None
+
+
+def test_transmission_figures_and_labels(transmission, tmp_path):  # noqa: F811
+    metainfo, info_hash = a_stalled_torrent(tmp_path, "Album.FLAC", private=True)
+    transmission.add_torrent(metainfo, tmp_path / "empty")
+    clients = DownloadClients([DownloadClientConfig("transmission", "transmission", transmission.url, "admin",
+                                                    transmission.password)], 5)
+    records = wait_until(lambda: (lambda r: r if r[0]["client"]["state"] == "stalled" else None)(
+        annotated(clients, queue_of(info_hash))[0]), 20, "transmission to start the torrent")
+    figures = records[0]["client"]
+    assert figures["client_state"] == "downloading" and figures["private"] is True
+    assert (figures["downloaded"], figures["size"], figures["seeds"]) == (0, SIZE, 0)
+    clients.tag(figures, info_hash.upper(), KEPT_TAG)
+    clients.tag(figures, info_hash.upper(), KEPT_TAG)  # twice: still one label
+    assert transmission.torrent(info_hash)["labels"] == [KEPT_TAG]
+    transmission.stop()
+    assert annotated(clients, queue_of(info_hash))[1][0]["state"] == "unreachable"
+
+
+@pytest.mark.parametrize("raw, state", [
+    ({"status": 4, "metadataPercentComplete": 0.5}, "metadata"),
+    ({"status": 4, "metadataPercentComplete": 1, "peersSendingToUs": 2, "rateDownload": 5000}, "downloading"),
+    ({"status": 0, "leftUntilDone": 10, "metadataPercentComplete": 1}, "paused"),
+    ({"status": 0, "leftUntilDone": 0, "metadataPercentComplete": 1}, "completed"),
+    ({"status": 3}, "queued"),
+    ({"status": 6}, "completed"),
+    ({"status": 4, "error": 3, "errorString": "No data found"}, "error"),
+])
+def test_transmission_states(raw, state):
+    reader = TransmissionReader(DownloadClientConfig("transmission", "transmission", "http://127.0.0.1:1"), 1)
+    assert reader._figures(dict(raw, hashString="ab" * 20))["state"] == state
