@@ -13,7 +13,12 @@ from services.bot import board
 from services.bot.chart import PNG_SIGNATURE, history_file, render_history_png
 from services.bot.embeds import (board_pages, cleanup_preview_embeds, cleanup_report_embeds, download_embed,
                                  failure_embed, page_of, progress_embeds, warning_embed)
-from tests.test_bot_fakes import measure, text_of, tracker_with
+from common.clock import ManualClock
+from services.poller.download_clients import unreachable_figures
+from services.tracker.history import DetectionConfig
+from services.tracker.state import Tracker
+from tests.records import GB, client_figures, record, snapshot
+from tests.test_bot_fakes import T0, measure, text_of, tracker_with
 
 NOW = datetime(2023, 11, 14, 22, 0, tzinfo=timezone.utc)
 
@@ -161,3 +166,37 @@ def test_the_chart_is_a_png_of_the_history(small):
     assert isinstance(file, discord.File) and file.filename == "history.png"
     embed = download_embed(history)
     assert embed.image.url == "attachment://history.png" and measure([embed]) == []
+
+
+def test_download_client_evidence_health_and_kept_torrents_are_shown():
+    """A stuck private torrent, a recurring one, one whose client went away, and that client's health."""
+    clock = ManualClock(T0)
+    tracker = Tracker(DetectionConfig(threshold_s=600), clock)
+    qbit_down = [{"name": "qbittorrent", "kind": "qbittorrent", "state": "unreachable",
+                  "error": "cannot connect to qbittorrent at http://127.0.0.1:8080"}]
+    for _ in range(12):
+        tracker.ingest(snapshot("sonarr", [
+            record(1, "PRIVATE", title="Private.Show.S01E01", client=client_figures(GB, private=True)),
+            record(2, "AGAIN", title="Came.Back.S01E02", removed_before=1),
+            record(3, "AWAY", title="Client.Away.S01E03", client=client_figures(GB))]))
+        clock.advance(60)
+    tracker.ingest(snapshot("sonarr", [
+        record(1, "PRIVATE", title="Private.Show.S01E01", client=client_figures(GB, private=True)),
+        record(2, "AGAIN", title="Came.Back.S01E02", removed_before=1),
+        record(3, "AWAY", title="Client.Away.S01E03", client=unreachable_figures(["qbittorrent"]))],
+        clients=qbit_down))
+
+    board_text = text_of(board_pages(tracker.check())[0])
+    assert "qbittorrent: UNHEALTHY (unreachable)" in board_text
+    assert "stuck, but download client qbittorrent cannot be reached" in board_text
+    embeds = cleanup_preview_embeds(tracker.analyze(False), include_import_blocked=False, dry_run=False)
+    text = text_of(embeds)
+    assert "2 download(s) would be removed" in text
+    assert "🔒 private torrent" in text and "evidence (qbittorrent)" in text
+    assert "recurring (removed 1x before)" in text
+    assert "Private torrents are removed from the *arr only and keep seeding" in embeds[0].footer.text
+    assert "Recurring ones are neither blocklisted nor searched again" in embeds[0].footer.text
+    assert "Kept: download client unreachable, no fresh evidence (1)" in text and "Client.Away" in text
+    unhealthy = board.unhealthy_services(tracker.check())
+    warning = text_of([warning_embed([], unhealthy)])
+    assert "1 download client(s) unhealthy" in warning and "instance(s)" not in warning

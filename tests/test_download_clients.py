@@ -6,7 +6,8 @@ import pytest
 from common.settings import DownloadClientConfig
 from services.poller.download_clients import KEPT_TAG, DownloadClients, TransmissionReader
 from tests.conftest import wait_until
-from tests.records import record
+from services.poller.removal import RemovalMode, RemovalPolicy
+from tests.records import client_figures, record
 from tests.torrent_clients import make_torrent, qbittorrent, random_file, transmission  # noqa: F401
 
 SIZE = 300_000
@@ -98,3 +99,20 @@ def test_transmission_figures_and_labels(transmission, tmp_path):  # noqa: F811
 def test_transmission_states(raw, state):
     reader = TransmissionReader(DownloadClientConfig("transmission", "transmission", "http://127.0.0.1:1"), 1)
     assert reader._figures(dict(raw, hashString="ab" * 20))["state"] == state
+
+
+@pytest.mark.parametrize("keep_private, private, removed_before, expected", [
+    (True, True, 0, (False, True, False)),    # kept seeding in the client, release blocklisted
+    (False, True, 0, (True, True, False)),    # CLEANUP_PRIVATE=remove: gone from the client too
+    (True, False, 0, (True, True, False)),    # a public torrent: the usual removal
+    (True, None, 0, (True, True, False)),     # the client does not say: not private
+    (True, False, 2, (True, False, True)),    # recurring: no blocklist, no new search
+    (True, True, 1, (False, False, True)),
+])
+def test_how_a_download_is_removed(keep_private, private, removed_before, expected):
+    policy = RemovalPolicy(min_bytes=1, min_progress=1, blocklist=True, keep_private=keep_private)
+    records = [record(1, "AB" * 20, client=client_figures(0, private=private))]
+    mode = RemovalMode.choose(records, policy, removed_before)
+    assert (mode.remove_from_client, mode.blocklist, mode.skip_redownload) == expected
+    assert ("kept seeding" in mode.describe("sonarr")) is (not expected[0])
+    assert ("recurring" in mode.describe("sonarr")) is (removed_before > 0)
