@@ -299,7 +299,10 @@ def _download_clients(env: Mapping[str, str]) -> tuple[DownloadClientConfig, ...
         url = env.get(f"{prefix}_URL", "").strip()
         if not url:
             raise _bad(f"{prefix}_URL", url, f"download client {name} needs a URL")
-        clients.append(DownloadClientConfig(name, kind, _url(f"{prefix}_URL", url),
+        url = _url(f"{prefix}_URL", url)
+        if kind == "transmission" and urlsplit(url).path in ("", "/"):
+            url += "/transmission/rpc"  # Transmission's RPC path, when only host and port were given
+        clients.append(DownloadClientConfig(name, kind, url,
                                             env.get(f"{prefix}_USERNAME", "").strip(),
                                             env.get(f"{prefix}_PASSWORD", "")))
     return tuple(clients)

@@ -1,4 +1,7 @@
 """The poller's download-client layer against a real qbittorrent-nox and a real transmission-daemon."""
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -116,3 +119,49 @@ def test_how_a_download_is_removed(keep_private, private, removed_before, expect
     assert (mode.remove_from_client, mode.blocklist, mode.skip_redownload) == expected
     assert ("kept seeding" in mode.describe("sonarr")) is (not expected[0])
     assert ("recurring" in mode.describe("sonarr")) is (removed_before > 0)
+
+
+@pytest.fixture
+def lying_transmission():
+    """An HTTP server on loopback that answers every RPC call with the body the test sets."""
+    answer = {"body": b"{}"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(answer["body"])
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/transmission/rpc"
+    yield url, lambda body: answer.update(body=json.dumps(body).encode())
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_client_answering_json_of_the_wrong_shape_never_stops_the_poller(lying_transmission):
+    url, answer_with = lying_transmission
+    clients = DownloadClients([DownloadClientConfig("transmission", "transmission", url)], 2)
+    info_hash = "ab" * 20
+    # Figures as words: the torrent is known, its figures are not.
+    answer_with({"result": "success", "arguments": {"torrents": [
+        {"hashString": info_hash, "status": "four", "metadataPercentComplete": "most", "haveValid": "lots"}]}})
+    records, health = annotated(clients, queue_of(info_hash))
+    assert health[0]["state"] == "ok"
+    assert (records[0]["client"]["state"], records[0]["client"]["downloaded"]) == ("unknown", 0)
+    # Torrents that are not maps: nothing is known of this one.
+    answer_with({"result": "success", "arguments": {"torrents": ["not a map", None]}})
+    records, health = annotated(clients, queue_of(info_hash))
+    assert health[0]["state"] == "ok" and records[0]["client"] is None
+    # Not an RPC answer at all: unhealthy, and its torrents are marked so nothing is removed on the *arr's word.
+    for body in ([1, 2, 3], {"result": "success", "arguments": {"torrents": {"a": 1}}}, {"result": "no"}):
+        answer_with(body)
+        records, health = annotated(clients, queue_of(info_hash))
+        assert health[0]["state"] == "bad_response", body
+        assert records[0]["client"]["state"] == "unreachable"

@@ -121,6 +121,8 @@ def test_download_clients_are_configured_by_their_url():
     assert "pw" not in repr(settings)
     assert load().download_clients == () and load().cleanup_private == "keep"
     assert load(CLEANUP_PRIVATE="Remove").cleanup_private == "remove"
+    # Transmission's RPC path is added when only host and port are given.
+    assert load(TRANSMISSION_URL="http://nas:9091").download_clients[0].url == "http://nas:9091/transmission/rpc"
 
 
 @pytest.mark.parametrize("env, message", [

@@ -46,6 +46,11 @@ def _count(value: Any) -> int:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 0
 
 
+def _metadata_fraction(torrent: dict[str, Any]) -> float:
+    value = torrent.get("metadataPercentComplete")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 1.0
+
+
 def _figures(config: DownloadClientConfig, state: str, client_state: str, downloaded: Any, size: Any,
              speed: Any, last_activity: Any, seeds: Any, peers: Any, private: Any) -> dict[str, Any]:
     size = _count(size)
@@ -121,13 +126,13 @@ class TransmissionReader:
     def _figures(self, torrent: dict[str, Any]) -> dict[str, Any]:
         status = torrent.get("status")
         raw_state = TRANSMISSION_STATUS[status] if isinstance(status, int) and 0 <= status < 7 else "unknown"
-        done = torrent.get("leftUntilDone") == 0 and torrent.get("metadataPercentComplete") == 1
+        done = torrent.get("leftUntilDone") == 0 and _metadata_fraction(torrent) == 1
         if torrent.get("error") == 3:  # a local error (disk full, files gone); 1 and 2 are tracker trouble
             state = "error"
         elif raw_state in ("seed pending", "seeding") or (raw_state == "stopped" and done):
             state = "completed"
         elif raw_state == "downloading":
-            if torrent.get("metadataPercentComplete", 1) < 1:
+            if _metadata_fraction(torrent) < 1:
                 state = "metadata"
             elif not torrent.get("peersSendingToUs") and not torrent.get("rateDownload"):
                 state = "stalled"
@@ -175,6 +180,9 @@ class DownloadClients:
                 state, error = "ok", None
             except ClientError as exc:
                 state, error = exc.state, exc.reason
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:  # JSON of the wrong shape
+                state, error = "bad_response", f"{reader.config.name} answered something unexpected ({exc!r:.80})"
+            if state != "ok":
                 down.append(reader.config.name)
             health.append({"name": reader.config.name, "kind": reader.config.kind, "state": state, "error": error})
             self._log_health(reader.config.name, state, error)
