@@ -115,7 +115,10 @@ def preview(kind: str, as_json: bool) -> None:
               help="The downloads the simulated instances start with.")
 @click.option("--speed", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
               help="Simulated seconds per real second.")
-def simarr(scenario: str, speed: float) -> None:
+@click.option("--downloads-from", metavar="NAME",
+              help="Also list the torrents of this configured qBittorrent (e.g. qbittorrent) "
+                   "in each instance's category (tv-sonarr, radarr, lidarr, readarr).")
+def simarr(scenario: str, speed: float, downloads_from: str | None) -> None:
     """Run the Sonarr/Radarr simulator for every configured instance at SIMARR_PORT.
 
     An instance whose URL is http://127.0.0.1:SIMARR_PORT/sonarr is served at
@@ -124,6 +127,7 @@ def simarr(scenario: str, speed: float) -> None:
     from common.clock import SystemClock
     from services.simarr.scenarios import build_instances
     from services.simarr.server import SimarrServer
+    from services.simarr.torrent_source import mirror_torrents
 
     def body(settings: Settings) -> None:
         specs = []
@@ -135,8 +139,16 @@ def simarr(scenario: str, speed: float) -> None:
             click.echo(f"discarr simarr: no configured instance has a URL at 127.0.0.1:{settings.simarr_port} "
                        "(set e.g. SONARR_URL=http://127.0.0.1:8989/sonarr and SONARR_API_KEY)", err=True)
             sys.exit(2)
-        server = SimarrServer(build_instances(specs, scenario, SystemClock(), speed),
-                              port=settings.simarr_port)
+        instances = build_instances(specs, scenario, SystemClock(), speed)
+        if downloads_from is not None:
+            client = next((c for c in settings.download_clients if c.name == downloads_from), None)
+            if client is None or client.kind != "qbittorrent":
+                why = (f"is a {client.kind} client; simarr reads qBittorrent only" if client
+                       else "is not a configured download client (set e.g. QBITTORRENT_URL)")
+                click.echo(f"discarr simarr: --downloads-from {downloads_from} {why}", err=True)
+                sys.exit(2)
+            mirror_torrents(instances, client)
+        server = SimarrServer(instances, port=settings.simarr_port)
         stop = stop_event_on_signals()
         server.start_background()
         click.echo(f"simarr serving {', '.join(s[0] for s in specs)} on port {server.port}", err=True)
@@ -202,6 +214,8 @@ def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, as_json: boo
     console = make_console()
     if not as_json:
         console.print(items_table("Would be removed", candidates))
+        if analysis.get("withheld"):
+            console.print(items_table("Kept: download client unreachable, no fresh evidence", analysis["withheld"]))
         if analysis["attention"] and not include_import_blocked:
             console.print(items_table("Needs attention (kept; --include-import-blocked removes them)",
                                       analysis["attention"]))
@@ -212,7 +226,7 @@ def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, as_json: boo
     results = _remove(settings, analysis, dry_run, include_import_blocked)
     if as_json:
         _print_json({"dry_run": dry_run, "candidates": candidates, "results": results,
-                     "attention": analysis["attention"]})
+                     "attention": analysis["attention"], "withheld": analysis.get("withheld", [])})
     else:
         console.print(items_table("Dry run" if dry_run else "Results", results, result=True))
     if any(result["result"] == "failed" for result in results):

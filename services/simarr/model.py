@@ -4,7 +4,9 @@ A download follows a script of phases in simulated time (real seconds since it
 was added, times the speed). Its state is integrated lazily, whenever someone
 looks, so nothing runs in the background and a ManualClock drives it exactly.
 The record shapes follow the servers' QueueResource schemas: one record per
-episode for Sonarr, null fields omitted.
+episode for Sonarr, null fields omitted. An instance may also mirror a real
+torrent client's downloads (services/simarr/torrent_source.py) next to the
+scripted ones.
 """
 from __future__ import annotations
 
@@ -14,10 +16,14 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from common.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from services.simarr.torrent_source import TorrentFeed
 
 KINDS = ("sonarr", "radarr", "lidarr", "readarr")
 STATES = ("downloading", "stalled", "paused", "queued", "metadata", "failed",
@@ -73,6 +79,28 @@ def dotnet_timespan(seconds: float) -> str:
     return f"{days}.{text}" if days else text
 
 
+# The fields the *arr leaves out while its download client cannot be asked.
+CLIENT_UNAVAILABLE: dict[str, Any] = {"status": "downloadClientUnavailable", "trackedDownloadStatus": None,
+                                      "trackedDownloadState": None, "statusMessages": None}
+
+
+def queue_view(status: str, size: int, sizeleft: int, now: float,
+               seconds_left: float | None = None, message: str | None = None) -> dict[str, Any]:
+    """The record fields that follow a download's state (None = omitted), as the *arr fills
+    them from its client's item: an ETA only when the client knows one, and a completed
+    download (no time left) waiting for import."""
+    if status == "completed":
+        seconds_left = 0
+    return {
+        "size": size, "sizeleft": sizeleft,
+        "timeleft": None if seconds_left is None else dotnet_timespan(seconds_left),
+        "estimatedCompletionTime": None if seconds_left is None else iso_utc(now + seconds_left),
+        "status": status, "trackedDownloadStatus": "ok",
+        "trackedDownloadState": "importPending" if status == "completed" else "downloading",
+        "statusMessages": [], "errorMessage": message,
+    }
+
+
 def _quality(kind: str, title: str) -> dict[str, Any]:
     """A plausible quality for a release, read off its title."""
     lower = title.lower()
@@ -118,6 +146,7 @@ def _phase(raw: Any) -> dict[str, Any]:
 @dataclass
 class Download:
     """One entry of a download client, and the queue records the *arr shows for it."""
+    scripted: ClassVar[bool] = True  # False for a download mirrored from a real client
     download_id: str | None
     title: str
     size: int
@@ -152,39 +181,33 @@ class Download:
         """The record fields that change with the state (None = omitted)."""
         sizeleft = self.size - int(self.downloaded)
         state = self.state
-        view: dict[str, Any] = {
-            "size": self.size, "sizeleft": sizeleft, "timeleft": None, "estimatedCompletionTime": None,
-            "status": state, "trackedDownloadStatus": "ok", "trackedDownloadState": "downloading",
-            "statusMessages": [], "errorMessage": None,
-        }
         if state == "downloading" and self.rate > 0 and sizeleft > 0:
-            seconds = sizeleft / self.rate / speed
-            view["timeleft"] = dotnet_timespan(seconds)
-            view["estimatedCompletionTime"] = iso_utc(now + seconds)
+            view = queue_view(state, self.size, sizeleft, now, seconds_left=sizeleft / self.rate / speed)
         elif state == "stalled":
-            view.update(status="warning", errorMessage=self.message or "The download is stalled with no connections")
+            view = queue_view("warning", self.size, sizeleft, now,
+                              message=self.message or "The download is stalled with no connections")
         elif state == "metadata":
-            view.update(status="queued", size=0, sizeleft=0,
-                        errorMessage=self.message or f"{self.download_client} is downloading metadata")
+            view = queue_view("queued", 0, 0, now,
+                              message=self.message or f"{self.download_client} is downloading metadata")
         elif state == "failed":
             # Failed items come from the client's history: nothing left, no time left.
-            view.update(sizeleft=0, timeleft="00:00:00", estimatedCompletionTime=iso_utc(now),
-                        trackedDownloadStatus="error", trackedDownloadState=FAILED_STATE[kind],
-                        errorMessage=self.message or "Aborted, cannot be completed")
+            view = queue_view(state, self.size, 0, now, seconds_left=0,
+                              message=self.message or "Aborted, cannot be completed")
+            view.update(trackedDownloadStatus="error", trackedDownloadState=FAILED_STATE[kind])
         elif state in ("completed", "import_blocked"):
-            view.update(status="completed", sizeleft=0, timeleft="00:00:00",
-                        estimatedCompletionTime=iso_utc(now), trackedDownloadState="importPending")
+            view = queue_view("completed", self.size, 0, now)
             if state == "import_blocked":
                 message = self.message or f"No files found are eligible for import in {self.output_path}"
                 view.update(trackedDownloadStatus="warning", trackedDownloadState=IMPORT_BLOCKED_STATE[kind],
                             statusMessages=[{"title": self.title, "messages": [message]}])
         elif state == "client_unavailable":
-            view.update(status="downloadClientUnavailable", trackedDownloadStatus=None,
-                        trackedDownloadState=None, statusMessages=None)
+            view = queue_view(state, self.size, sizeleft, now) | CLIENT_UNAVAILABLE
         elif state == "error_status":
             message = self.message or f"{self.download_client} is reporting an error"
-            view.update(status="warning", trackedDownloadStatus="error", errorMessage=message,
-                        statusMessages=[{"title": self.title, "messages": [message]}])
+            view = queue_view("warning", self.size, sizeleft, now, message=message)
+            view.update(trackedDownloadStatus="error", statusMessages=[{"title": self.title, "messages": [message]}])
+        else:
+            view = queue_view(state, self.size, sizeleft, now)
         return view
 
     @property
@@ -227,6 +250,7 @@ class SimInstance:
     clock: Clock = field(default_factory=SystemClock)
     speed: float = 1.0
     decimal_sizes: bool = False  # some servers send sizes as 4467066880.0
+    torrents: TorrentFeed | None = None  # a real client's downloads, listed too
     fault_mode: str = field(default="none", init=False)
     fault_delay: float = field(default=0.0, init=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
@@ -282,13 +306,7 @@ class SimInstance:
                 message=spec.get("message"), created_at=self.clock.now(), state=state,
                 rate=_number(spec.get("rate", 0), "rate"), downloaded=downloaded,
                 script=sorted((_phase(p) for p in script), key=lambda p: p["at"]))
-            indexer = spec.get("indexer") or DEFAULT_INDEXER[protocol]
-            download.records = [self._static_record(download, indexer, episode) for episode in range(episodes)]
-            self._downloads.append(download)
-            if download_id is not None:
-                self._by_download_id[download_id] = download
-            for record in download.records:
-                self._by_queue_id[record["id"]] = download
+            self._insert(download, spec.get("indexer") or DEFAULT_INDEXER[protocol], episodes)
             self._version += 1
             return {"download_id": download_id, "queue_ids": [r["id"] for r in download.records]}
 
@@ -307,6 +325,7 @@ class SimInstance:
         _check(not unknown, f"unknown update fields: {sorted(unknown)}")
         with self._lock:
             download = self._find(ref)
+            _check(download.scripted, f"download {ref} mirrors a torrent client: change it there")
             download.advance(self._sim_now(download))
             download.script.clear()
             if "state" in changes:
@@ -323,22 +342,26 @@ class SimInstance:
 
     def downloads(self) -> list[dict[str, Any]]:
         with self._lock:
+            self._refresh_torrents()
             for download in self._downloads:
                 download.advance(self._sim_now(download))
             return [download.describe() for download in self._downloads]
 
-    def remove(self, queue_ids: list[int]) -> bool:
-        """Remove every download owning one of queue_ids; False (and nothing removed) if one is unknown."""
+    def remove(self, queue_ids: list[int], remove_from_client: bool = True) -> bool:
+        """Remove every download owning one of queue_ids; False (and nothing removed) if one is unknown.
+
+        A mirrored torrent is deleted in its client, or with remove_from_client=False left
+        there and ignored from now on; the client's ClientError leaves everything in place.
+        """
         with self._lock:
             if not all(isinstance(q, int) and q in self._by_queue_id for q in queue_ids):
                 return False
-            doomed = {id(self._by_queue_id[q]) for q in queue_ids}
-            for download in self._downloads:
-                if id(download) in doomed:
-                    for record in download.records:
-                        del self._by_queue_id[record["id"]]
-                    self._by_download_id.pop(download.download_id, None)
-            self._downloads = [d for d in self._downloads if id(d) not in doomed]
+            owners = [self._by_queue_id[queue_id] for queue_id in queue_ids]
+            doomed = list({id(download): download for download in owners}.values())  # each once
+            mirrored = [download for download in doomed if not download.scripted]
+            if mirrored and self.torrents is not None:
+                self.torrents.release(mirrored, remove_from_client)
+            self._discard(doomed)
             self._version += 1
             return True
 
@@ -348,6 +371,7 @@ class SimInstance:
         """The paging envelope; a page past the end is the last page."""
         now = self.clock.now()
         with self._lock:
+            self._refresh_torrents()
             snapshot = self._current_snapshot(now)
             rows = snapshot.sorted_rows(sort_key, ascending)
             last_page = max(1, math.ceil(len(rows) / page_size))
@@ -361,6 +385,7 @@ class SimInstance:
     def queue_status(self) -> dict[str, Any]:
         now = self.clock.now()
         with self._lock:
+            self._refresh_torrents()
             views = self._current_snapshot(now).views
             shown = [views[id(d)] for d in self._downloads for _ in d.records]
         total = len(shown)
@@ -405,6 +430,33 @@ class SimInstance:
             self._requests.clear()
 
     # -- internals ---------------------------------------------------------------------
+
+    def _insert(self, download: Download, indexer: str, episodes: int = 1) -> None:
+        download.records = [self._static_record(download, indexer, episode) for episode in range(episodes)]
+        self._downloads.append(download)
+        if download.download_id is not None:
+            self._by_download_id[download.download_id] = download
+        for record in download.records:
+            self._by_queue_id[record["id"]] = download
+
+    def _discard(self, downloads: list[Download]) -> None:
+        for download in downloads:
+            for record in download.records:
+                del self._by_queue_id[record["id"]]
+            self._by_download_id.pop(download.download_id, None)
+        doomed = {id(download) for download in downloads}
+        self._downloads = [d for d in self._downloads if id(d) not in doomed]
+
+    def _refresh_torrents(self) -> None:
+        """Ask the torrent client once, under the lock so a read never races a removal."""
+        if self.torrents is None:
+            return
+        added, gone = self.torrents.refresh()
+        self._discard(gone)
+        for download in added:
+            self._serial += 1  # each torrent is its own series/movie/album/book
+            self._insert(download, DEFAULT_INDEXER["torrent"])
+        self._version += 1  # the client's figures may have moved
 
     def _sim_now(self, download: Download) -> float:
         return (self.clock.now() - download.created_at) * self.speed

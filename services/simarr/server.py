@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from common.torrent_clients import ClientError
 from services.simarr.model import SimInstance
 
 log = logging.getLogger("simarr")
@@ -62,6 +63,12 @@ class _Query:
             return int(value)
         except ValueError:
             raise BadRequest(f"The value '{value}' is not valid for {name}.") from None
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = (self.get(name) or "").lower()
+        if value not in ("", "true", "false"):
+            raise BadRequest(f"The value '{self.get(name)}' is not valid for {name}.")
+        return default if value == "" else value == "true"
 
 
 class SimarrServer:
@@ -238,10 +245,19 @@ def _endpoint(instance: SimInstance, method: str, route: list[str], params: _Que
         ids = body.get("ids") if isinstance(body, dict) else None
         if not isinstance(ids, list):
             return Reply.json(400, {"message": "The ids field is required."})
-        return Reply.json(200, {}) if instance.remove(ids) else NOT_FOUND
+        return _remove(instance, ids, params, Reply.json(200, {}))
     if method == "DELETE" and len(route) == 2 and route[0] == "queue" and route[1].isdigit():
-        return Reply(200) if instance.remove([int(route[1])]) else NOT_FOUND
+        return _remove(instance, [int(route[1])], params, Reply(200))
     return NOT_FOUND
+
+
+def _remove(instance: SimInstance, queue_ids: list[Any], params: _Query, done: Reply) -> Reply:
+    """Remove the downloads of queue_ids; removeFromClient (true unless said) reaches a real client."""
+    try:
+        removed = instance.remove(queue_ids, remove_from_client=params.boolean("removeFromClient", True))
+    except ClientError as error:  # the *arr answers 500 when its client fails the removal
+        return Reply.json(500, {"message": error.reason})
+    return done if removed else NOT_FOUND
 
 
 def _control(instance: SimInstance, method: str, path: str, raw_body: bytes) -> Reply:
