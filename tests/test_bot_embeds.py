@@ -189,6 +189,7 @@ def test_download_client_evidence_health_and_kept_torrents_are_shown():
     board_text = text_of(board_pages(tracker.check())[0])
     assert "qbittorrent: UNHEALTHY (unreachable)" in board_text
     assert "stuck, but download client qbittorrent cannot be reached" in board_text
+    assert "(recurring: it came back after a removal)" in board_text
     embeds = cleanup_preview_embeds(tracker.analyze(False), include_import_blocked=False, dry_run=False)
     text = text_of(embeds)
     assert "2 download(s) would be removed" in text

@@ -45,7 +45,8 @@ def _mark(item: dict[str, Any]) -> tuple[str, int]:
     if item.get("withheld") and item["category"] in ("stuck", "inactive"):
         return f"{item['category']}, but {item['withheld']}", 1
     if item["category"] == "stuck":
-        return f"STUCK, no progress for {stalled}", 2
+        again = " (recurring: it came back after a removal)" if item.get("recurring") else ""
+        return f"STUCK, no progress for {stalled}{again}", 2
     if item["category"] == "inactive":
         return f"FAILED: {item['reason']}", 2
     if item["category"] == "attention":
