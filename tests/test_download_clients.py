@@ -53,6 +53,26 @@ def test_qbittorrent_figures_for_a_stalled_private_torrent_and_a_magnet(qbittorr
     clients.close()
 
 
+def test_a_poll_asks_qbittorrent_for_a_bounded_number_of_private_flags(qbittorrent, tmp_path):  # noqa: F811
+    qb = qbittorrent()
+    hashes = []
+    for number in range(3):
+        metainfo, info_hash = a_stalled_torrent(tmp_path, f"Show.S01E0{number}.mkv", private=number == 2)
+        qb.add_torrent(metainfo, tmp_path / "empty")
+        hashes.append(info_hash)
+    wait_until(lambda: all(qb.torrent(h) for h in hashes), 20, "the torrents to be added")
+    clients = DownloadClients([DownloadClientConfig("qbittorrent", "qbittorrent", qb.url, "admin", qb.password)], 5)
+
+    def private_flags() -> list:
+        records = queue_of(*hashes)
+        clients.annotate(records, private_lookups=2)
+        return [record["client"]["private"] for record in records]
+
+    assert private_flags().count(None) == 1  # two asked this poll, the third not yet known
+    flags = private_flags()  # the next poll asks for the third; the two it knows are not asked again
+    assert flags == [False, False, True]
+
+
 def test_a_qbittorrent_that_is_down_or_refuses_the_password_marks_its_torrents(qbittorrent, tmp_path):  # noqa: F811
     qb = qbittorrent()
     metainfo, info_hash = a_stalled_torrent(tmp_path, "Movie.2024.mkv", private=False)
@@ -108,7 +128,7 @@ def test_transmission_states(raw, state):
     (True, True, 0, (False, True, False)),    # kept seeding in the client, release blocklisted
     (False, True, 0, (True, True, False)),    # CLEANUP_PRIVATE=remove: gone from the client too
     (True, False, 0, (True, True, False)),    # a public torrent: the usual removal
-    (True, None, 0, (True, True, False)),     # the client does not say: not private
+    (True, None, 0, (False, True, False)),    # the client cannot tell: kept seeding, to be safe
     (True, False, 2, (True, False, True)),    # recurring: no blocklist, no new search
     (True, True, 1, (False, False, True)),
 ])

@@ -20,6 +20,9 @@ from common.torrent_clients import ClientError, QBittorrentApi, TransmissionApi
 log = logging.getLogger(__name__)
 
 KEPT_TAG = "discarr-kept"  # set on a torrent removed from the *arr only, so the user can find it
+# qBittorrent 4 tells a torrent's private flag one torrent per request: a poll asks for at most
+# this many new ones (a first poll of thousands of torrents stays short); a removal asks for all.
+PRIVATE_LOOKUPS_PER_POLL = 100
 
 # qBittorrent's torrent states -> discarr's client states.
 QBITTORRENT_STATES = {
@@ -72,8 +75,10 @@ class QBittorrentReader:
         self.config = config
         self.api = QBittorrentApi(config, timeout)
         self._private: dict[str, bool | None] = {}  # hash -> private flag: it never changes, so ask once
+        self._lookups_left: int | None = None
 
-    def figures(self, hashes: set[str]) -> dict[str, dict[str, Any]]:
+    def figures(self, hashes: set[str], private_lookups: int | None) -> dict[str, dict[str, Any]]:
+        self._lookups_left = private_lookups
         torrents = self.api.get("torrents/info")
         if not isinstance(torrents, list):
             raise ClientError("bad_response", f"{self.config.name} answered torrents/info with something not a list")
@@ -96,6 +101,10 @@ class QBittorrentReader:
         if isinstance(torrent.get("private"), bool):  # qBittorrent 5 lists it in torrents/info
             return torrent["private"]
         if info_hash not in self._private:
+            if self._lookups_left is not None:
+                if self._lookups_left <= 0:
+                    return None  # not known yet: a later poll asks
+                self._lookups_left -= 1
             properties = self.api.get("torrents/properties", hash=info_hash.lower())
             flag = properties.get("is_private") if isinstance(properties, dict) else None
             self._private[info_hash] = flag if isinstance(flag, bool) else None
@@ -113,7 +122,7 @@ class TransmissionReader:
         self.config = config
         self.api = TransmissionApi(config, timeout)
 
-    def figures(self, hashes: set[str]) -> dict[str, dict[str, Any]]:
+    def figures(self, hashes: set[str], private_lookups: int | None) -> dict[str, dict[str, Any]]:
         if not hashes:
             self.api.rpc("session-get")  # still ask, so its health is known
             return {}
@@ -169,14 +178,18 @@ class DownloadClients:
         self.readers = {config.name: READERS[config.kind](config, timeout) for config in configs}
         self._last_state: dict[str, str] = {}
 
-    def annotate(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Give each torrent record its client's figures; returns each client's health."""
+    def annotate(self, records: list[dict[str, Any]], private_lookups: int | None = PRIVATE_LOOKUPS_PER_POLL
+                 ) -> list[dict[str, Any]]:
+        """Give each torrent record its client's figures; returns each client's health.
+
+        `private_lookups`: how many private flags a client may be asked for one by one (None: all).
+        """
         hashes = {record["download_id"].upper() for record in records if is_torrent(record)}
         found: dict[str, dict[str, Any]] = {}
         health, down = [], []
         for reader in self.readers.values():
             try:
-                found.update(reader.figures(hashes))
+                found.update(reader.figures(hashes, private_lookups))
                 state, error = "ok", None
             except ClientError as exc:
                 state, error = exc.state, exc.reason

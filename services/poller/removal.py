@@ -60,13 +60,15 @@ class RemovalMode:
     @classmethod
     def choose(cls, records: list[dict[str, Any]], policy: RemovalPolicy, removed_before: int) -> "RemovalMode":
         client = client_figures(records[0])
-        keep = policy.keep_private and client is not None and client["private"] is True
+        # A client that cannot tell whether it is private: keep it seeding, to be safe.
+        keep = policy.keep_private and client is not None and client["private"] is not False
         recurring = removed_before > 0
         return cls(remove_from_client=not keep, blocklist=policy.blocklist and not recurring,
                    skip_redownload=recurring, kept_in=client if keep else None, removed_before=removed_before)
 
     def describe(self, instance: str) -> str:
-        words = [f"from {instance} only; kept seeding in {self.kept_in['name']} (private torrent), "
+        private = "private torrent" if self.kept_in and self.kept_in["private"] else "private flag unknown"
+        words = [f"from {instance} only; kept seeding in {self.kept_in['name']} ({private}), "
                  f"tagged {KEPT_TAG}" if self.kept_in else "from the *arr and its download client"]
         if self.removed_before:
             words.append(f"recurring (removed {self.removed_before}x before): no blocklist and no new search, "
@@ -178,10 +180,12 @@ class Remover:
             queue = client.fetch_queue()
         except ArrError as exc:
             return [(item, "failed", f"could not read the queue again: {exc.reason}", None) for item in items]
-        self.download_clients.annotate(queue)
         current: dict[str, list[dict]] = defaultdict(list)
         for record in queue:
             current[download_key(record)].append(record)
+        # Fresh client evidence for what may be removed, every private flag asked for.
+        wanted = [record for item in items for record in current.get(item["download_id"], ())]
+        self.download_clients.annotate(wanted, private_lookups=None)
         decisions = []
         for item in items:
             records = current.get(item["download_id"], [])
