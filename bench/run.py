@@ -5,14 +5,18 @@ Figures (median of RUNS runs unless said otherwise):
 - the poller's own work per record (parse, normalise, encode), beside bare msgpack encode+decode (floor);
 - change-to-visible: a download added to simarr until the tracker answers for it, beside the poll interval;
 - tracker resident memory per tracked download at 100,000 downloads;
-- query round trips with 50 concurrent clients (median, p99), beside a bare pyzmq REQ/REP echo (floor).
+- query round trips with 50 concurrent clients (median, p99), beside a bare pyzmq REQ/REP echo (floor);
+- a poll's download-client figures for a queue of 100 torrents from a real qbittorrent-nox holding 1,000,
+  beside a bare torrents/info request for all (floor); skipped when qbittorrent-nox is not installed.
 Writes bench/results.json and prints a table.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -30,11 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import protocol  # noqa: E402
-from common.settings import InstanceConfig  # noqa: E402
+from common.settings import DownloadClientConfig, InstanceConfig  # noqa: E402
 from common.sockets import RequestClient, make_socket  # noqa: E402
 from services.poller.arr_client import PAGE_SIZE, ArrClient  # noqa: E402
+from services.poller.download_clients import DownloadClients  # noqa: E402
 from services.poller.normalize import normalize_record  # noqa: E402
 from tests.conftest import free_port, wait_until  # noqa: E402
+from tests.records import record  # noqa: E402
+from tests.torrent_clients import QBittorrent, bencode  # noqa: E402
 
 RUNS = 5
 KINDS = ("sonarr", "radarr", "lidarr", "readarr")
@@ -43,6 +50,7 @@ POLL_INTERVAL = 1.0
 CLIENTS = 50
 REQUESTS_PER_CLIENT = 40
 MEMORY_DOWNLOADS = 100_000
+CLIENT_TORRENTS = 1_000
 
 
 class Processes:
@@ -247,6 +255,42 @@ def tracker_memory(workdir: Path, with_client: bool = False) -> tuple[float, flo
         processes.stop()
 
 
+# --- download-client figures ----------------------------------------------------------------
+def client_enrichment(workdir: Path) -> dict[str, float] | None:
+    """Seconds for one poll's qBittorrent figures of a queue of 100 torrents in a client of CLIENT_TORRENTS
+    (private flags known), beside the bare torrents/info request for every torrent and its JSON parse."""
+    if shutil.which("qbittorrent-nox") is None:
+        return None
+    qb = QBittorrent(workdir, "qbittorrent").start()
+    try:
+        hashes = []
+        for number in range(CLIENT_TORRENTS):  # torrents nobody seeds: metadata only, no data on disk
+            info = {"name": f"Bench.Release.{number:05d}.mkv", "length": 16384, "piece length": 16384,
+                    "pieces": os.urandom(20), **({"private": 1} if number % 2 else {})}
+            qb.add_torrent(bencode({"info": info}), workdir / "empty", paused="true")
+            hashes.append(hashlib.sha1(bencode(info)).hexdigest())
+        wait_until(lambda: len(qb.api("GET", "torrents/info").json()) == CLIENT_TORRENTS, 120, "the torrents")
+        # The queue holds a tenth of the client's torrents: the rest are seeding, as in a real library.
+        records = [record(i, info_hash.upper()) for i, info_hash in enumerate(hashes[:CLIENT_TORRENTS // 10])]
+        clients = DownloadClients([DownloadClientConfig("qbittorrent", "qbittorrent", qb.url, "admin", qb.password)],
+                                  30)
+        clients.annotate(records, private_lookups=None)  # the first poll learns every private flag
+        polls, floors = [], []
+        for _ in range(RUNS):
+            started = time.perf_counter()
+            clients.annotate(records)
+            polls.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            qb.api("GET", "torrents/info").json()
+            floors.append(time.perf_counter() - started)
+        assert all(record["client"]["private"] is not None for record in records)
+        poll, floor = statistics.median(polls), statistics.median(floors)
+        return {"seconds": poll, "torrents_info_floor_seconds": floor, "ratio": poll / floor,
+                "torrents": CLIENT_TORRENTS}
+    finally:
+        qb.stop()
+
+
 def _points(client: RequestClient, download: dict) -> int:
     try:
         return len(client.request("history", download)["points"])
@@ -309,6 +353,7 @@ def main() -> None:
         results["tracker_memory_per_download"] = {"bytes": statistics.median(m[0] for m in memory),
                                                   "downloads": MEMORY_DOWNLOADS, "target_bytes": 2048}
         results["progress_query_at_100k"] = {"median_ms": statistics.median(m[1] for m in memory) * 1e3}
+        results["download_client_figures_1k"] = client_enrichment(Path(tempfile.mkdtemp(dir=scratch)))
         with_client = [tracker_memory(Path(tempfile.mkdtemp(dir=scratch)), with_client=True) for _ in range(RUNS)]
         results["tracker_memory_per_download_with_client_figures"] = {
             "bytes": statistics.median(m[0] for m in with_client), "downloads": MEMORY_DOWNLOADS,
@@ -348,6 +393,11 @@ def _print_table(results: dict) -> None:
          f"at {memory['downloads']:,}", "(target < 2048 B)"),
         ("progress query at 100,000", f"{results['progress_query_at_100k']['median_ms']:.1f} ms", "", ""),
     ]
+    figures = results["download_client_figures_1k"]
+    if figures is not None:
+        rows.append(("qBittorrent figures, 100 of 1,000", f"{figures['seconds'] * 1e3:.1f} ms",
+                     f"all torrents/info {figures['torrents_info_floor_seconds'] * 1e3:.1f} ms",
+                     f"{figures['ratio']:.2f}x"))
     print(f"median of {results['runs']} runs")
     for row in rows:
         print(f"{row[0]:<30} {row[1]:>12}  {row[2]:<22} {row[3]}")

@@ -79,6 +79,10 @@ class QBittorrentApi(_ClientApi):
     def post(self, path: str, **data: Any) -> None:
         self.call("POST", path, data=data)
 
+    def post_json(self, path: str, **data: Any) -> Any:
+        """A query whose arguments may be long (a list of hashes): in the body, not the URL."""
+        return self._json(self.call("POST", path, data=data))
+
 
 class TransmissionApi(_ClientApi):
     """Transmission RPC: basic auth, and the X-Transmission-Session-Id it hands out on a 409."""
