@@ -53,6 +53,12 @@ def client_figures(record: dict[str, Any]) -> dict[str, Any] | None:
     return client if client is not None and client["state"] != CLIENT_UNREACHABLE else None
 
 
+def unreachable_client(records: list[dict[str, Any]]) -> str | None:
+    """The name of the download client that did not answer for this download, or None."""
+    client = records[0]["client"]
+    return client["name"] if client is not None and client["state"] == CLIENT_UNREACHABLE else None
+
+
 def record_sizes(record: dict[str, Any]) -> tuple[int, int]:
     """(size, sizeleft) of one record: the client's own byte counts when it has them, else the *arr's."""
     client = client_figures(record)

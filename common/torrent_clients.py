@@ -11,14 +11,12 @@ from typing import Any
 
 import requests
 
+from common.http import ServiceHttpError, send
 from common.settings import DownloadClientConfig
 
 
-class ClientError(Exception):
-    def __init__(self, state: str, reason: str) -> None:
-        super().__init__(reason)
-        self.state = state  # "unreachable", "unauthorized" or "bad_response", as for an *arr
-        self.reason = reason
+class ClientError(ServiceHttpError):
+    """A download client that failed a request (see common.http)."""
 
 
 class _ClientApi:
@@ -28,15 +26,8 @@ class _ClientApi:
         self.session = requests.Session()
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        where = f"{self.config.name} at {self.config.url}"
-        try:
-            return self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.Timeout:
-            raise ClientError("unreachable", f"no answer from {where} within {self.timeout:g}s") from None
-        except requests.ConnectionError:
-            raise ClientError("unreachable", f"cannot connect to {where}") from None
-        except requests.RequestException as exc:
-            raise ClientError("unreachable", f"request to {where} failed: {type(exc).__name__}") from None
+        return send(self.session, method, url, timeout=self.timeout,
+                    where=f"{self.config.name} at {self.config.url}", error=ClientError, **kwargs)
 
     def _json(self, response: requests.Response) -> Any:
         try:

@@ -19,6 +19,10 @@ from typing import Any, Callable
 import pytest
 import requests
 
+from common.clock import ManualClock
+from services.tracker.history import DetectionConfig
+from services.tracker.state import Tracker
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -127,6 +131,17 @@ class Deployment:
     def logs(self) -> str:
         return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
                          for path in sorted(self.workdir.glob("*.log")))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def tracker(clock: ManualClock) -> Tracker:
+    """A tracker with the SPEC's default thresholds (120 minutes) on a clock the test moves."""
+    return Tracker(DetectionConfig(), clock)
 
 
 @pytest.fixture

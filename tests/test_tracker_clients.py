@@ -1,26 +1,15 @@
 """The download client's own figures as evidence: which bytes count, what protects, what is withheld."""
 import pytest
 
-from common.clock import ManualClock
 from services.poller.download_clients import unreachable_figures
 from services.tracker import checkpoint
-from services.tracker.history import DetectionConfig, DownloadHistory
+from services.tracker.history import DownloadHistory
 from services.tracker.state import Tracker
 from tests.records import GB, MB, client_figures, record, snapshot
+from tests.test_tracker_rules import THRESHOLD
 
-THRESHOLD = 120 * 60
 POLL = 60
 QBIT_OK = [{"name": "qbittorrent", "kind": "qbittorrent", "state": "ok", "error": None}]
-
-
-@pytest.fixture
-def clock():
-    return ManualClock()
-
-
-@pytest.fixture
-def tracker(clock):
-    return Tracker(DetectionConfig(threshold_s=THRESHOLD), clock)
 
 
 def run_for(tracker, clock, seconds, records_at, clients=QBIT_OK):

@@ -1,23 +1,12 @@
 """The stuck and inactive rules of SPEC section 3, with a clock the tests move."""
 import pytest
 
-from common.clock import ManualClock
 from services.tracker.history import DetectionConfig
 from services.tracker.state import Tracker
 from tests.records import GB, MB, record, snapshot
 
-THRESHOLD = 120 * 60
+THRESHOLD = 120 * 60  # DetectionConfig's default, which the tracker fixture (conftest) uses
 POLL = 30
-
-
-@pytest.fixture
-def clock():
-    return ManualClock()
-
-
-@pytest.fixture
-def tracker(clock):
-    return Tracker(DetectionConfig(threshold_s=THRESHOLD), clock)
 
 
 def poll(tracker, clock, instance, records, seconds=POLL):

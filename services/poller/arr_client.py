@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 
+from common.http import ServiceHttpError, send
 from common.settings import InstanceConfig
 from services.poller.normalize import normalize_record
 
@@ -17,11 +18,8 @@ PAGE_SIZE = 1000
 MAX_PAGES = 1000  # a queue of a million records is not a queue, it is a fault
 
 
-class ArrError(Exception):
-    def __init__(self, state: str, reason: str) -> None:
-        super().__init__(reason)
-        self.state = state
-        self.reason = reason
+class ArrError(ServiceHttpError):
+    """An *arr instance that failed a request (see common.http)."""
 
 
 class ArrClient:
@@ -33,15 +31,8 @@ class ArrClient:
         self.api_root = f"{instance.url}/api/{instance.api_version}"
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        url = f"{self.api_root}/{path}"
-        try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.Timeout:
-            raise ArrError("unreachable", f"no answer from {self.instance.url} within {self.timeout:g}s") from None
-        except requests.ConnectionError:
-            raise ArrError("unreachable", f"cannot connect to {self.instance.url}") from None
-        except requests.RequestException as exc:
-            raise ArrError("unreachable", f"request to {self.instance.url} failed: {type(exc).__name__}") from None
+        response = send(self.session, method, f"{self.api_root}/{path}", timeout=self.timeout,
+                        where=self.instance.url, error=ArrError, **kwargs)
         if response.status_code in (401, 403):
             raise ArrError("unauthorized", f"{self.instance.url} refused the API key (HTTP {response.status_code})")
         return response

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from common.clock import Clock
-from common.downloads import CLIENT_UNREACHABLE, classify_download, client_figures, download_key, measure
+from common.downloads import classify_download, client_figures, download_key, measure, unreachable_client
 from common.torrent_clients import ClientError
 from services.poller.arr_client import ArrClient, ArrError
 from services.poller.audit import AuditLog
@@ -108,9 +108,9 @@ def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: Removal
     """Why this download must be kept now, or None when it may be removed."""
     if not records:
         return "no longer in the queue"
-    unreachable = records[0]["client"]
-    if unreachable is not None and unreachable["state"] == CLIENT_UNREACHABLE:
-        return f"download client {unreachable['name']} cannot be reached: nothing is removed without its evidence"
+    unreachable = unreachable_client(records)
+    if unreachable is not None:
+        return f"download client {unreachable} cannot be reached: nothing is removed without its evidence"
     _, _, downloaded, progress = measure(records)
     analysed_bytes = item["size"] - item["sizeleft"]
     if downloaded - analysed_bytes >= policy.min_bytes or progress - item["progress"] >= policy.min_progress:

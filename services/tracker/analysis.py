@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from common.downloads import client_figures, evidence_source
+from common.downloads import evidence_source
 from common.units import human_duration, human_size
 from services.tracker.history import DetectionConfig, DownloadHistory
 
@@ -33,7 +33,7 @@ class Finding:
         records = self.history.records
         size, sizeleft, downloaded, progress = self.history.measured()
         first = records[0]
-        client = client_figures(first)
+        client = self.history.client_figures
         return {
             "instance": self.history.instance,
             "download_id": self.history.key,
@@ -55,8 +55,8 @@ class Finding:
             "estimated_completion": self.completion_at,
             "client": client,
             "private": client["private"] if client else None,
-            "removed_before": first["removed_before"],
-            "recurring": first["removed_before"] > 0,
+            "removed_before": self.history.removed_before,
+            "recurring": self.history.removed_before > 0,
             "withheld": self.history.withheld,
             "evidence": {
                 "source": evidence_source(records),
@@ -73,14 +73,14 @@ def _minutes(seconds: float) -> str:
 
 def client_evidence(history: DownloadHistory) -> str:
     """What the download client itself says, for a reason: "; qbittorrent: stalledDL, 0 seeds, 0 peers"."""
-    client = client_figures(history.records[0])
+    client = history.client_figures
     if client is None:
         return ""
     return f"; {client['name']}: {client['client_state']}, {client['seeds']} seeds, {client['peers']} peers"
 
 
 def _recurring(history: DownloadHistory, reason: str) -> str:
-    removed_before = history.records[0]["removed_before"]
+    removed_before = history.removed_before
     return f"recurring (removed {removed_before}x before): {reason}" if removed_before else reason
 
 

@@ -34,7 +34,7 @@ _INTERNED = [RECORD_KEYS.index(key) for key in
              ("status", "tracked_status", "tracked_state", "error_message", "protocol", "download_client")]
 # A download client's figures are kept as a tuple in CLIENT_FIELDS order too.
 CLIENT_KEYS = tuple(CLIENT_FIELDS)
-_FIGURES = RECORD_KEYS.index("client")
+_FIGURES, _REMOVED_BEFORE = RECORD_KEYS.index("client"), RECORD_KEYS.index("removed_before")
 _CLIENT_STATE, _CLIENT_SIZE = CLIENT_KEYS.index("state"), CLIENT_KEYS.index("size")
 _CLIENT_DOWNLOADED = CLIENT_KEYS.index("downloaded")
 _CLIENT_INTERNED = [CLIENT_KEYS.index(key) for key in ("name", "kind", "state", "client_state")]
@@ -122,6 +122,16 @@ class DownloadHistory:
     def measured(self) -> tuple[int, int, int, float]:
         """(size, sizeleft, downloaded, progress) of the latest records, without rebuilding them."""
         return measure_sizes([_sizes(record) for record in self.stored])
+
+    @property
+    def removed_before(self) -> int:
+        return self.stored[0][_REMOVED_BEFORE]
+
+    @property
+    def client_figures(self) -> dict[str, Any] | None:
+        """The download client's own figures (stored records never hold an unreachable mark)."""
+        figures = self.stored[0][_FIGURES]
+        return None if figures is None else dict(zip(CLIENT_KEYS, figures))
 
     @property
     def download_client(self) -> str | None:

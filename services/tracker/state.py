@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from common.clock import Clock
-from common.downloads import CLIENT_UNREACHABLE, UNKNOWN_STATUS, classify_download, download_key, measure
+from common.downloads import UNKNOWN_STATUS, classify_download, download_key, measure, unreachable_client
 from services.tracker.analysis import Finding, examine
 from services.tracker.history import DetectionConfig, DownloadHistory
 
@@ -87,10 +87,10 @@ class Tracker:
                 if history is not None:  # the *arr left its status out: keep what we knew
                     current[key] = history
                 continue
-            client = records[0]["client"]
-            if client is not None and client["state"] == CLIENT_UNREACHABLE:
+            unreachable = unreachable_client(records)
+            if unreachable is not None:
                 if history is not None:  # no evidence either way: keep what we knew, remove nothing
-                    history.withheld = (f"download client {client['name']} cannot be reached: "
+                    history.withheld = (f"download client {unreachable} cannot be reached: "
                                         "nothing is removed until it answers")
                     current[key] = history
                 continue

@@ -1,0 +1,31 @@
+"""One HTTP request to a service discarr reads (an *arr, a download client), its failures in words.
+
+A failure becomes a `ServiceHttpError` subclass with a health state ("unreachable",
+"unauthorized", "bad_response") and a one-line reason naming the service, never
+its secrets: they travel in headers, cookies or bodies, never in the words here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+
+class ServiceHttpError(Exception):
+    def __init__(self, state: str, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
+def send(session: requests.Session, method: str, url: str, *, timeout: float, where: str,
+         error: type[ServiceHttpError], **kwargs: Any) -> requests.Response:
+    """The response to one request; no answer at all raises `error` with state "unreachable"."""
+    try:
+        return session.request(method, url, timeout=timeout, **kwargs)
+    except requests.Timeout:
+        raise error("unreachable", f"no answer from {where} within {timeout:g}s") from None
+    except requests.ConnectionError:
+        raise error("unreachable", f"cannot connect to {where}") from None
+    except requests.RequestException as exc:
+        raise error("unreachable", f"request to {where} failed: {type(exc).__name__}") from None
