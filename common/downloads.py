@@ -23,8 +23,15 @@ def download_key(record: dict[str, Any]) -> str:
     return record["download_id"] or f"queue:{record['id']}"
 
 
+def is_finished(record: dict[str, Any]) -> bool:
+    """Nothing left to download: the client's figures when it has them, else the *arr's."""
+    size, sizeleft = record_sizes(record)
+    return size > 0 and sizeleft == 0
+
+
 def classify(record: dict[str, Any]) -> str:
-    """One record's activity: "failed", "attention", "active", "unavailable" or "idle"."""
+    """One record's activity (SPEC section 3): "failed", "attention" (import blocked), "finished"
+    (nothing left, not imported), "active", "unavailable" or "idle"."""
     status, state = record["status"], record["tracked_state"]
     if status == "downloadClientUnavailable":
         return "unavailable"
@@ -32,7 +39,13 @@ def classify(record: dict[str, Any]) -> str:
         return "failed"
     if state in IMPORT_BLOCKED_STATES:
         return "attention"
-    active = (status == "downloading" or (status == "warning" and state == "downloading")
+    if state not in (None, "downloading"):
+        return "idle"  # importPending, importing, imported, ignored: the tracked state decides over the status
+    if status in ("paused", "delay"):
+        return "idle"
+    if is_finished(record):
+        return "finished"  # a usenet client verifying, repairing or unpacking: complete, never stuck
+    active = (status in ("downloading", "warning")
               # a magnet whose metadata never came, or a client error while queued
               or (status == "queued" and bool(record["error_message"] or record["size"] == 0)))
     client = record["client"]

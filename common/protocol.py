@@ -12,10 +12,11 @@ type       direction     body
 snapshot   poller→tracker ``QueueSnapshot`` as a map (see ``snapshot_body``)
 check      →tracker       ``{}``: the current queue as the tracker sees it
 progress   →tracker       ``{}``: statistics, stuck, inactive, soon stuck
-analyze    →tracker       ``{"include_import_blocked": bool}``: removal candidates
+analyze    →tracker       ``{"include_import_blocked": bool, "include_slow"?: bool}``: removal candidates
 history    →tracker       ``{"instance": str, "download_id": str}``: chart points
 remove     →poller        ``{"request_id", "expires_at", "requested_by", "dry_run",
-                          "include_import_blocked", "downloads": [ITEM]}`` → ``{"results": [RESULT]}``
+                          "include_import_blocked", "include_slow"?, "downloads": [ITEM]}``
+                          → ``{"results": [RESULT]}``
 log_level  →tracker/poller ``{"level": "DEBUG"|"INFO"|...}``: set its logging level (/verbose)
 ping       →any REP       ``{}``
 ok         reply          the answer
@@ -57,6 +58,12 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "ping": {},
     "ok": {},
     "error": {"error": (str,)},
+}
+# type -> {field: accepted python types} for fields a sender may leave out (newer than the first version).
+OPTIONAL_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "snapshot": {"complete": (bool,)},  # False: the queue was read incompletely; keep what was not seen
+    "analyze": {"include_slow": (bool,)},
+    "remove": {"include_slow": (bool,)},
 }
 
 # Fields of one normalised queue record inside a snapshot (see services.poller.normalize).
@@ -100,9 +107,11 @@ class Message:
     body: dict[str, Any]
 
 
-def _check_fields(where: str, body: dict, fields: dict[str, tuple[type, ...]]) -> None:
+def _check_fields(where: str, body: dict, fields: dict[str, tuple[type, ...]], optional: bool = False) -> None:
     for name, types in fields.items():
         if name not in body:
+            if optional:
+                continue
             raise ProtocolError(f"{where}: missing field {name!r}")
         value = body[name]
         # bool is an int in Python; a bool where a number is expected is still wrong.
@@ -116,6 +125,7 @@ def validate(message_type: str, body: Any) -> None:
     if not isinstance(body, dict):
         raise ProtocolError(f"{message_type}: body must be a map")
     _check_fields(message_type, body, SCHEMAS[message_type])
+    _check_fields(message_type, body, OPTIONAL_FIELDS.get(message_type, {}), optional=True)
     if message_type == "snapshot":
         _check_fields("snapshot poller", body["poller"], POLLER_FIELDS)
         health = body["health"]
@@ -174,10 +184,12 @@ def decode(data: bytes) -> Message:
 
 
 def removal_request(downloads: list[dict[str, Any]], *, requested_by: str, dry_run: bool,
-                    include_import_blocked: bool, now: float, valid_for: float) -> dict[str, Any]:
+                    include_import_blocked: bool, now: float, valid_for: float,
+                    include_slow: bool = False) -> dict[str, Any]:
     """The body of a "remove" request: a fresh id, so a retry is recognised, and an expiry."""
     return {"request_id": uuid.uuid4().hex, "expires_at": now + valid_for, "requested_by": requested_by,
-            "dry_run": dry_run, "include_import_blocked": include_import_blocked, "downloads": downloads}
+            "dry_run": dry_run, "include_import_blocked": include_import_blocked, "include_slow": include_slow,
+            "downloads": downloads}
 
 
 def removal_requests(analysis: dict[str, Any], default_endpoint: str, **request: Any) -> dict[str, dict[str, Any]]:

@@ -23,6 +23,12 @@ ARR_KINDS: dict[str, tuple[str, str]] = {
     "readarr": ("http://localhost:8787", "v1"),
 }
 
+# kind -> its query flag for queue items matched to no series, movie, artist or author (each *arr names its own)
+UNKNOWN_ITEMS_FLAG: dict[str, str] = {
+    "sonarr": "includeUnknownSeriesItems", "radarr": "includeUnknownMovieItems",
+    "lidarr": "includeUnknownArtistItems", "readarr": "includeUnknownAuthorItems",
+}
+
 # kind -> default URL of a download client's API
 CLIENT_KINDS: dict[str, str] = {
     "qbittorrent": "http://localhost:8080",
@@ -102,6 +108,8 @@ class Settings:
     poller_advertised_endpoint: str | None = None  # where bots reach this poller; default: its command endpoint
     request_timeout_seconds: float = 5.0
     removal_timeout_seconds: float = 60.0
+    arr_refresh_seconds: float = 60.0
+    slow_max_eta_hours: float = 72.0
     simarr_port: int = 8989
     log_level: str = "INFO"
 
@@ -122,6 +130,8 @@ class Settings:
             "progress_history_hours": self.progress_history_hours,
             "max_snapshots_per_download": self.max_snapshots_per_download,
             "poll_interval_seconds": self.poll_interval_seconds,
+            "arr_refresh_seconds": self.arr_refresh_seconds,
+            "slow_max_eta_hours": self.slow_max_eta_hours,
         }
 
 
@@ -237,6 +247,8 @@ _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POLLER_ADVERTISED_ENDPOINT": ("poller_advertised_endpoint", _endpoint),
     "REQUEST_TIMEOUT_SECONDS": ("request_timeout_seconds", _positive),
     "REMOVAL_TIMEOUT_SECONDS": ("removal_timeout_seconds", _positive),
+    "ARR_REFRESH_SECONDS": ("arr_refresh_seconds", _non_negative),
+    "SLOW_MAX_ETA_HOURS": ("slow_max_eta_hours", _non_negative),
     "SIMARR_PORT": ("simarr_port", _port),
     "LOG_LEVEL": ("log_level", _log_level),
 }

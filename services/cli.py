@@ -118,7 +118,13 @@ def preview(kind: str, as_json: bool) -> None:
 @click.option("--downloads-from", metavar="NAME",
               help="Also list the torrents of this configured qBittorrent (e.g. qbittorrent) "
                    "in each instance's category (tv-sonarr, radarr, lidarr, readarr).")
-def simarr(scenario: str, speed: float, downloads_from: str | None) -> None:
+@click.option("--refresh-seconds", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Show queue figures as of the latest refresh, every N seconds, as the *arrs do (0: live).")
+@click.option("--frozen", "frozen", metavar="NAME=FILE", multiple=True,
+              help="Also serve, unchanged, the queue records in FILE (a JSON list of records, or an object "
+                   "with `records`, e.g. a captured queue page) at instance NAME. Repeatable.")
+def simarr(scenario: str, speed: float, downloads_from: str | None, refresh_seconds: float,
+           frozen: tuple[str, ...]) -> None:
     """Run the Sonarr/Radarr simulator for every configured instance at SIMARR_PORT.
 
     An instance whose URL is http://127.0.0.1:SIMARR_PORT/sonarr is served at
@@ -148,6 +154,20 @@ def simarr(scenario: str, speed: float, downloads_from: str | None) -> None:
                 click.echo(f"discarr simarr: --downloads-from {downloads_from} {why}", err=True)
                 sys.exit(2)
             mirror_torrents(instances, client)
+        by_name = {instance.name: instance for instance in instances}
+        for instance in instances:
+            instance.set_refresh(refresh_seconds)
+        for option in frozen:
+            name, _, path = option.partition("=")
+            try:
+                if name not in by_name:
+                    raise ValueError(f"{name!r} is not an instance served here ({', '.join(by_name)})")
+                with open(path, encoding="utf-8") as file:
+                    loaded = json.load(file)
+                by_name[name].load_frozen(loaded.get("records") if isinstance(loaded, dict) else loaded)
+            except (OSError, ValueError) as exc:
+                click.echo(f"discarr simarr: --frozen {option}: {exc}", err=True)
+                sys.exit(2)
         server = SimarrServer(instances, port=settings.simarr_port)
         stop = stop_event_on_signals()
         server.start_background()
@@ -201,48 +221,49 @@ def progress(as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Make every check, remove nothing, say what would happen.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--include-import-blocked", is_flag=True, help="Also remove downloads whose import is blocked.")
+@click.option("--include-slow", is_flag=True, help="Also remove downloads too slow to finish in SLOW_MAX_ETA_HOURS.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, as_json: bool) -> None:
+def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, include_slow: bool, as_json: bool) -> None:
     """Remove stuck and inactive downloads, after a preview and a confirmation."""
+    from services.bot.board import kept_for_now
     from services.bot.terminal import items_table, make_console
     settings = _settings()
     if not (dry_run or yes or sys.stdin.isatty()):
         click.echo("discarr cleanup: no terminal to confirm on; pass --yes (or --dry-run)", err=True)
         sys.exit(2)
-    analysis = _ask(settings, "tracker", "analyze", {"include_import_blocked": include_import_blocked})
+    analysis = _ask(settings, "tracker", "analyze", {"include_import_blocked": include_import_blocked,
+                                                     "include_slow": include_slow})
     candidates = analysis["candidates"]
     console = make_console()
     if not as_json:
         console.print(items_table("Would be removed", candidates))
-        if analysis.get("withheld"):
-            console.print(items_table("Kept: download client unreachable, no fresh evidence", analysis["withheld"]))
-        if analysis["attention"] and not include_import_blocked:
-            console.print(items_table("Needs attention (kept; --include-import-blocked removes them)",
-                                      analysis["attention"]))
+        for title, items in kept_for_now(analysis, include_import_blocked, include_slow):
+            console.print(items_table(title, items))
     if candidates and not (dry_run or yes):
         if not click.confirm(f"Remove these {len(candidates)} downloads?", err=True):
             click.echo("cancelled; nothing was removed", err=True)
             return
-    results = _remove(settings, analysis, dry_run, include_import_blocked)
+    results = _remove(settings, analysis, dry_run=dry_run, include_import_blocked=include_import_blocked,
+                      include_slow=include_slow)
     if as_json:
         _print_json({"dry_run": dry_run, "candidates": candidates, "results": results,
-                     "attention": analysis["attention"], "withheld": analysis.get("withheld", [])})
+                     "attention": analysis["attention"], "withheld": analysis.get("withheld", []),
+                     "slow": analysis.get("slow", [])})
     else:
         console.print(items_table("Dry run" if dry_run else "Results", results, result=True))
     if any(result["result"] == "failed" for result in results):
         sys.exit(1)
 
 
-def _remove(settings: Settings, analysis: dict, dry_run: bool, include_import_blocked: bool) -> list[dict]:
+def _remove(settings: Settings, analysis: dict, **request: bool) -> list[dict]:
     """Send each poller the removals of its instances; the results of all of them."""
     import getpass
     import time
 
     from common.protocol import removal_requests
     requests = removal_requests(analysis, settings.poller_endpoint_for_clients,
-                                requested_by=f"cli:{getpass.getuser()}", dry_run=dry_run,
-                                include_import_blocked=include_import_blocked, now=time.time(),
-                                valid_for=settings.removal_timeout_seconds)
+                                requested_by=f"cli:{getpass.getuser()}", now=time.time(),
+                                valid_for=settings.removal_timeout_seconds, **request)
     results = []
     for endpoint, request in requests.items():
         results.extend(_ask(settings, "poller", "remove", request, endpoint=endpoint)["results"])

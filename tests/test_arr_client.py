@@ -28,8 +28,8 @@ def client_for(server, base, kind="sonarr", key="good", timeout=2.0):
 def test_every_page_of_a_long_queue_is_read(simarr):
     server, sonarr, _ = simarr
     sonarr.add_bulk(2345, state="downloading", rate=1000, size=GB)
-    records = client_for(server, "/sonarr").fetch_queue()
-    assert len(records) == len({r["id"] for r in records}) == 2345
+    records, complete = client_for(server, "/sonarr").fetch_queue()
+    assert complete and len(records) == len({r["id"] for r in records}) == 2345
     pages = [int(r["query"]["page"]) for r in sonarr.requests() if r["path"] == "/api/v3/queue"]
     assert pages == [1, 2, 3]
 
@@ -37,7 +37,7 @@ def test_every_page_of_a_long_queue_is_read(simarr):
 def test_lidarr_uses_api_v1_and_decimal_sizes_become_integers(simarr):
     server, _, lidarr = simarr
     lidarr.add_download(title="Artist - Album (2020) [FLAC]", size=4467066880, downloaded=GB, state="stalled")
-    [record] = client_for(server, "", kind="lidarr").fetch_queue()
+    [record], _ = client_for(server, "", kind="lidarr").fetch_queue()
     assert record["size"] == 4467066880 and record["sizeleft"] == 4467066880 - GB
     assert lidarr.requests()[0]["path"] == "/api/v1/queue"
 
@@ -93,3 +93,54 @@ def test_removing_what_is_already_gone_removes_nothing(simarr):
     removed, answer = client_for(server, "/sonarr").remove([123, 456], remove_from_client=True, blocklist=True,
                                                       skip_redownload=False)
     assert removed is False and "123: HTTP 404" in answer
+
+
+@pytest.mark.parametrize("kind, flag", [("sonarr", "includeUnknownSeriesItems"), ("radarr", "includeUnknownMovieItems"),
+                                        ("lidarr", "includeUnknownArtistItems"),
+                                        ("readarr", "includeUnknownAuthorItems")])
+def test_each_app_is_asked_for_its_unknown_items_by_its_own_flag(kind, flag):
+    instance = SimInstance(name=kind, kind=kind, url_base="", api_key="good", clock=ManualClock())
+    instance.add_download(title="Matched.Release", size=GB, state="stalled")
+    instance.add_download(title="Unmatched.Release", size=GB, state="stalled", unknown=True)
+    server = SimarrServer([instance])
+    server.start_background()
+    try:
+        records, complete = client_for(server, "", kind=kind).fetch_queue()
+    finally:
+        server.shutdown()
+    assert complete and sorted(r["title"] for r in records) == ["Matched.Release", "Unmatched.Release"]
+    [query] = [r["query"] for r in instance.requests()]
+    assert query[flag] == "true"
+
+
+def test_the_queue_is_read_in_title_order_never_by_added(simarr):
+    # Readarr records have no `added`, and the default order (timeleft) changes while pages are read.
+    server, sonarr, _ = simarr
+    sonarr.add_bulk(3, state="downloading", rate=1000)
+    client_for(server, "/sonarr").fetch_queue()
+    assert {r["query"]["sortKey"] for r in sonarr.requests()} == {"title"}
+
+
+def test_records_that_move_between_pages_are_read_again(simarr):
+    server, sonarr, _ = simarr
+    sonarr.add_bulk(2345, state="downloading", rate=1000, size=GB)
+    sonarr.set_fault("pages_move", count=3)  # the first read of three pages sees records move
+    records, complete = client_for(server, "/sonarr").fetch_queue()
+    assert complete and len({r["id"] for r in records}) == 2345
+    assert len([r for r in sonarr.requests() if r["path"] == "/api/v3/queue"]) == 6
+
+
+def test_a_read_that_never_adds_up_is_marked_incomplete(simarr):
+    server, sonarr, _ = simarr
+    sonarr.add_bulk(2345, state="downloading", rate=1000, size=GB)
+    sonarr.set_fault("pages_move")
+    records, complete = client_for(server, "/sonarr").fetch_queue()
+    assert not complete and len(records) < 2345
+
+
+def test_a_record_without_size_is_read_with_size_0(simarr):
+    server, sonarr, _ = simarr
+    sonarr.load_frozen([{"id": 7, "seriesId": 1, "title": "No.Size.S01E01", "status": "queued",
+                         "trackedDownloadState": "downloading", "downloadId": "ABC"}])
+    [record], complete = client_for(server, "/sonarr").fetch_queue()
+    assert complete and (record["status"], record["size"], record["sizeleft"]) == ("queued", 0, 0)

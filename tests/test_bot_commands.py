@@ -316,7 +316,7 @@ def test_the_command_tree_json_carries_names_options_and_admin_permissions():
         assert str(commands[name]["default_member_permissions"]) == "32"  # Manage Server (0x20)
     assert all(command["dm_permission"] is False for command in commands.values())
     options = {option["name"]: option for option in commands["cleanup"]["options"]}
-    assert set(options) == {"dry_run", "include_import_blocked"}
+    assert set(options) == {"dry_run", "include_import_blocked", "include_slow"}
     assert all(option["type"] == 5 and not option["required"] for option in options.values())  # booleans
     (download,) = commands["progress"]["options"]
     assert download["name"] == "download" and download["autocomplete"] is True and download["type"] == 3

@@ -196,7 +196,7 @@ def test_download_client_evidence_health_and_kept_torrents_are_shown():
     assert "🔒 private torrent" in text and "evidence (qbittorrent)" in text
     assert "recurring (removed 1x before)" in text
     assert "Private torrents are removed from the *arr only and keep seeding" in embeds[0].footer.text
-    assert "Recurring ones are neither blocklisted nor searched again" in embeds[0].footer.text
+    assert "Recurring ones are always blocklisted" in embeds[0].footer.text
     assert "Kept: download client unreachable, no fresh evidence (1)" in text and "Client.Away" in text
     unhealthy = board.unhealthy_services(tracker.check())
     warning = text_of([warning_embed([], unhealthy)])

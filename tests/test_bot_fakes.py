@@ -299,7 +299,7 @@ def tracker_with(*, moving: int = 3, stuck: int = 2, soon: int = 1, failed: int 
                  unhealthy: tuple[str, ...] = ()) -> Tracker:
     """A real Tracker after four polls on a manual clock, holding every kind of download."""
     clock = ManualClock(T0)
-    tracker = Tracker(DetectionConfig(), clock)
+    tracker = Tracker(DetectionConfig(poll_s=30 * 60), clock)  # polled every half hour: no gap is time unseen
     eta = (datetime.fromtimestamp(T0, timezone.utc) + timedelta(hours=3)).isoformat().replace("+00:00", "Z")
     for step, minute in enumerate(MINUTES):
         clock._now = T0 + minute * 60

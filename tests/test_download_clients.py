@@ -128,9 +128,9 @@ def test_transmission_states(raw, state):
     (True, True, 0, (False, True, False)),    # kept seeding in the client, release blocklisted
     (False, True, 0, (True, True, False)),    # CLEANUP_PRIVATE=remove: gone from the client too
     (True, False, 0, (True, True, False)),    # a public torrent: the usual removal
-    (True, None, 0, (False, True, False)),    # the client cannot tell: kept seeding, to be safe
-    (True, False, 2, (True, False, True)),    # recurring: no blocklist, no new search
-    (True, True, 1, (False, False, True)),
+    (True, None, 0, (True, True, False)),     # the client cannot tell even when asked: public
+    (True, False, 2, (True, True, False)),    # recurring: blocklisted, so the same release never comes back
+    (True, True, 1, (False, True, False)),
 ])
 def test_how_a_download_is_removed(keep_private, private, removed_before, expected):
     policy = RemovalPolicy(min_bytes=1, min_progress=1, blocklist=True, keep_private=keep_private)
@@ -139,6 +139,15 @@ def test_how_a_download_is_removed(keep_private, private, removed_before, expect
     assert (mode.remove_from_client, mode.blocklist, mode.skip_redownload) == expected
     assert ("kept seeding" in mode.describe("sonarr")) is (not expected[0])
     assert ("recurring" in mode.describe("sonarr")) is (removed_before > 0)
+
+
+def test_a_recurring_download_is_blocklisted_whatever_cleanup_blocklist_says():
+    # The *arrs read skipRedownload only with blocklist=true: without it the same release comes back.
+    policy = RemovalPolicy(min_bytes=1, min_progress=1, blocklist=False)
+    records = [record(1, "AB" * 20)]
+    assert RemovalMode.choose(records, policy, removed_before=0).blocklist is False
+    recurring = RemovalMode.choose(records, policy, removed_before=1)
+    assert (recurring.remove_from_client, recurring.blocklist, recurring.skip_redownload) == (True, True, False)
 
 
 @pytest.fixture

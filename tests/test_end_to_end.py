@@ -116,5 +116,6 @@ def test_the_command_tree_as_synced_to_discord(deployment):
     assert commands["check"]["default_member_permissions"] is None
     for admin in ("cleanup", "progress", "verbose"):
         assert commands[admin]["default_member_permissions"] == 32  # Manage Server
-    assert [option["name"] for option in commands["cleanup"]["options"]] == ["dry_run", "include_import_blocked"]
+    assert [option["name"] for option in commands["cleanup"]["options"]] == ["dry_run", "include_import_blocked",
+                                                                                   "include_slow"]
     assert commands["progress"]["options"][0]["autocomplete"] is True

@@ -85,7 +85,7 @@ def test_poller_killed_and_restarted_keeps_history_and_removes_nothing_twice(run
     ("500", "bad_response", "answered HTTP 500"),
     ("garbage", "bad_response", "not JSON"),
     ("html", "bad_response", "answered text/html, not JSON"),
-    ("missing_fields", "bad_response", "lack a status or size"),
+    ("missing_fields", "bad_response", "lack a status"),
 ])
 def test_an_arr_fault_marks_only_that_instance_and_wipes_no_history(running, mode, state, reason):
     running.env["REQUEST_TIMEOUT_SECONDS"] = "3"

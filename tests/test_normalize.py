@@ -49,6 +49,11 @@ def test_every_record_of_a_real_queue_page_normalises():
     assert ("completed", "importBlocked") in by_state
 
 
-def test_a_record_without_size_has_an_unknown_status():
-    assert normalize_record({"id": 1, "status": "downloading", "sizeleft": 5})["status"] == "unknown"
-    assert normalize_record({"id": 1, "status": "downloading", "size": None})["status"] == "unknown"
+def test_a_record_without_size_counts_as_size_0_not_as_unreadable():
+    record = normalize_record({"id": 1, "status": "queued", "trackedDownloadState": "downloading"})
+    assert (record["status"], record["size"], record["sizeleft"]) == ("queued", 0, 0)
+    assert normalize_record({"id": 1, "status": "downloading", "size": None})["status"] == "downloading"
+
+
+def test_a_record_without_status_keeps_its_last_known_state():
+    assert normalize_record({"id": 1, "size": 100, "sizeleft": 5})["status"] == "unknown"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -404,11 +405,13 @@ def test_the_demo_shows_a_download_going_stuck_within_a_minute(clock: ManualCloc
     specs = [(kind, kind, BASES[kind], KEYS[kind]) for kind in KEYS]
     instances = {i.kind: i for i in build_instances(specs, "demo", clock, 1.0)}
     sonarr = instances["sonarr"]
-    assert len(sonarr.downloads()) == len(DEMO_DOWNLOADS["sonarr"]) == 8
-    assert sonarr.queue_page(1, 100, "timeleft", True)["totalRecords"] == 11
+    assert len(sonarr.downloads()) == len(DEMO_DOWNLOADS["sonarr"]) == 9
+    assert sonarr.queue_page(1, 100, "timeleft", True)["totalRecords"] == 12
     clock.advance(25)
     andor = next(d for d in sonarr.downloads() if d["title"].startswith("Andor"))
     assert andor["state"] == "stalled"
+    penguin = next(d for d in sonarr.downloads() if d["title"].startswith("The.Penguin"))
+    assert penguin["state"] == "post_processing"  # finished, unpacking: never stuck
     clock.advance(300)
     for instance in instances.values():
         movers = [d for d in instance.downloads() if d["rate"] > 0 and d["state"] != "stalled"]
@@ -424,3 +427,288 @@ def test_readarr_sorts_by_added_although_its_records_have_none():
     readarr = SimInstance(name="readarr", kind="readarr", url_base="", api_key="k", clock=ManualClock())
     readarr.add_bulk(3, state="downloading", rate=10 ** 6, size=10 ** 10)
     assert readarr.queue_page(1, 10, "added", True)["totalRecords"] == 3
+
+
+# -- usenet post-processing and imports ---------------------------------------------------
+
+def test_a_finished_usenet_download_post_processes_then_waits_for_import(sim: Sim, clock: ManualClock) -> None:
+    sim.add(protocol="usenet", rate=1000, post_processing=60)
+    clock.advance(1010)  # the bytes were all there at 1000 s
+    record = sim.records()[0]
+    assert (record["status"], record["trackedDownloadStatus"], record["trackedDownloadState"]) == \
+        ("downloading", "ok", "downloading")
+    assert (record["sizeleft"], record["timeleft"]) == (0, "00:00:00")
+    assert record["estimatedCompletionTime"] == "2023-11-14T22:30:10Z"  # now
+    assert sim.control("sonarr", "downloads")[0]["state"] == "post_processing"
+    clock.advance(49)
+    assert sim.records()[0]["status"] == "downloading"
+    clock.advance(1)
+    record = sim.records()[0]
+    assert (record["status"], record["trackedDownloadState"], record["sizeleft"]) == \
+        ("completed", "importPending", 0)
+
+
+def test_post_processing_set_directly_lasts_until_changed_or_for_its_seconds(sim: Sim, clock: ManualClock) -> None:
+    held = sim.add(title="Held", protocol="usenet", state="post_processing", downloaded=1_000_000)
+    sim.add(title="Timed", protocol="usenet", rate=1000, post_processing=30,
+            script=[{"at": 100, "state": "post_processing"}])
+    clock.advance(120)
+    records = sim.records()
+    assert by_title(records, "Held")["sizeleft"] == 0 and by_title(records, "Held")["status"] == "downloading"
+    assert by_title(records, "Timed")["status"] == "downloading" and by_title(records, "Timed")["sizeleft"] == 0
+    clock.advance(10)  # 30 s after the script put it into post-processing
+    assert by_title(sim.records(), "Timed")["status"] == "completed"
+    clock.advance(10_000)
+    assert by_title(sim.records(), "Held")["status"] == "downloading"
+    sim.control("sonarr", f"downloads/{held['download_id']}", {"state": "completed"})
+    assert by_title(sim.records(), "Held")["status"] == "completed"
+
+
+def test_an_imported_download_leaves_the_queue_and_its_ids_are_gone(sim: Sim, clock: ManualClock) -> None:
+    auto = sim.add(title="Auto.S01E01", rate=1000, post_processing=10, import_after=30, episodes=2)
+    scripted = sim.add(title="Scripted.S01E01", state="stalled", script=[{"at": 50, "state": "imported"}])
+    updated = sim.add(title="Updated.S01E01", state="completed")
+    sim.add(title="Stays.S01E01", state="completed")
+    clock.advance(1039)  # done at 1000, post-processed at 1010, imported at 1040
+    assert sorted(r["title"] for r in sim.records()) == ["Auto.S01E01", "Auto.S01E01", "Stays.S01E01",
+                                                          "Updated.S01E01"]
+    sim.control("sonarr", f"downloads/{updated['download_id']}", {"state": "imported"})
+    clock.advance(1)
+    assert [r["title"] for r in sim.records()] == ["Stays.S01E01"]
+    assert [d["title"] for d in sim.control("sonarr", "downloads")] == ["Stays.S01E01"]
+    assert sim.queue()["totalRecords"] == 1
+    for queue_id in (*auto["queue_ids"], *scripted["queue_ids"], *updated["queue_ids"]):
+        assert sim.api("sonarr", f"queue/{queue_id}", method="DELETE").status_code == 404
+    assert sim.api("sonarr", "queue/bulk", method="DELETE", json={"ids": auto["queue_ids"]}).status_code == 404
+    response = sim.http.post(f"{sim.url}/__simarr__/downloads/{auto['download_id']}", json={"rate": 1},
+                             timeout=TIMEOUT)
+    assert response.status_code == 404
+
+
+# -- figures refreshed every N seconds ------------------------------------------------------
+
+def test_figures_are_those_of_the_latest_refresh(sim: Sim, clock: ManualClock) -> None:
+    assert sim.control("sonarr", "refresh", {"seconds": 60}) == {"seconds": 60}
+    sim.add(title="Moving", rate=1000)
+    sim.add(title="Stalls", rate=1000, script=[{"at": 30, "state": "stalled"}])
+    clock.advance(59)  # no refresh since they were added: their first figures
+    records = sim.records()
+    assert by_title(records, "Moving")["sizeleft"] == 1_000_000
+    assert by_title(records, "Moving")["estimatedCompletionTime"] == "2023-11-14T22:30:00Z"  # from the add
+    assert by_title(records, "Stalls")["status"] == "downloading"
+    assert sim.control("sonarr", "downloads")[0]["downloaded"] == 59_000  # the simulation itself moves on
+    clock.advance(1)  # the refresh at 60 s
+    records = sim.records()
+    assert by_title(records, "Moving")["sizeleft"] == 940_000
+    assert by_title(records, "Moving")["timeleft"] == "00:15:40"
+    stalls = by_title(records, "Stalls")
+    assert (stalls["status"], stalls["sizeleft"]) == ("warning", 970_000)
+    clock.advance(59.5)
+    assert by_title(sim.records(), "Moving")["sizeleft"] == 940_000
+    sim.add(title="New", rate=1000, size=5000)  # additions show at once, with their first figures
+    assert (len(sim.records()), by_title(sim.records(), "New")["sizeleft"]) == (3, 5000)
+    clock.advance(0.5)  # 120 s
+    assert by_title(sim.records(), "Moving")["sizeleft"] == 880_000
+    sim.control("sonarr", "refresh", {"seconds": 0})
+    clock.advance(1)
+    assert by_title(sim.records(), "Moving")["sizeleft"] == 879_000
+
+
+# -- the host sleeps ------------------------------------------------------------------------
+
+def test_a_sleeping_host_answers_nothing_and_its_downloads_resume_where_they_stopped(
+        sim: Sim, clock: ManualClock) -> None:
+    sim.add(title="Moving", rate=1000)
+    sim.add(title="Stalls", rate=1000, script=[{"at": 200, "state": "stalled"}])
+    clock.advance(100)
+    assert sim.control("sonarr", "sleep", {"seconds": 3600}) == {"seconds": 3600}
+    clock.advance(1800)
+    with pytest.raises(requests.ConnectionError):
+        sim.api("sonarr", "queue")
+    assert sim.api("radarr", "queue").status_code == 200  # another host
+    assert [d["downloaded"] for d in sim.control("sonarr", "downloads")] == [100_000, 100_000]
+    clock.advance(1800)  # awake again
+    records = sim.records()
+    assert by_title(records, "Moving")["sizeleft"] == 900_000
+    assert by_title(records, "Moving")["timeleft"] == "00:15:00"
+    clock.advance(60)
+    records = sim.records()
+    assert by_title(records, "Moving")["sizeleft"] == 840_000
+    assert by_title(records, "Stalls")["status"] == "downloading"  # its script waits too
+    clock.advance(50)
+    assert by_title(sim.records(), "Stalls")["status"] == "warning"
+    assert [e["status"] for e in sim.control("sonarr", "requests")] == [0, 200, 200, 200]
+
+
+# -- unknown items --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, flag, ids, languages", [
+    ("sonarr", "includeUnknownSeriesItems", ("seriesId", "episodeId", "seasonNumber"), True),
+    ("radarr", "includeUnknownMovieItems", ("movieId",), True),
+    ("lidarr", "includeUnknownArtistItems", ("artistId", "albumId"), False),
+    ("readarr", "includeUnknownAuthorItems", ("authorId", "bookId"), False),
+])
+def test_unknown_items_are_listed_only_with_the_apps_own_flag(
+        sim: Sim, kind: str, flag: str, ids: tuple[str, ...], languages: bool) -> None:
+    sim.add(kind, title="Matched", state="stalled")
+    sim.add(kind, title="Unmatched", unknown=True, state="import_blocked")
+    page = sim.queue(kind)
+    assert (page["totalRecords"], [r["title"] for r in page["records"]]) == (1, ["Matched"])
+    other_flags = {name: "true" for name in ("includeUnknownSeriesItems", "includeUnknownMovieItems",
+                                             "includeUnknownArtistItems", "includeUnknownAuthorItems")
+                   if name != flag}
+    assert sim.queue(kind, **other_flags)["totalRecords"] == 1
+    assert sim.queue(kind, **{flag: "false"})["totalRecords"] == 1
+    page = sim.queue(kind, **{flag.lower(): "True"})
+    assert page["totalRecords"] == 2
+    matched, unmatched = by_title(page["records"], "Matched"), by_title(page["records"], "Unmatched")
+    assert all(key in matched for key in ids) and not any(key in unmatched for key in ids)
+    if languages:
+        assert unmatched["languages"] == [{"id": 0, "name": "Unknown"}]
+    else:
+        assert "languages" not in unmatched
+    status = sim.api(kind, "queue/status").json()
+    assert (status["totalCount"], status["count"], status["unknownCount"]) == (2, 1, 1)
+    assert (status["warnings"], status["unknownWarnings"]) == (False, True)
+
+
+# -- records moving between pages -----------------------------------------------------------
+
+def test_records_move_between_pages_while_a_queue_is_read(sim: Sim) -> None:
+    for number in range(25):
+        sim.add(title=f"Show.{number:02d}")
+    titles = [f"Show.{number:02d}" for number in range(25)]
+    assert sim.control("sonarr", "fault", {"mode": "pages_move", "count": 3}) == \
+        {"mode": "pages_move", "delay": 0.0, "count": 3}
+    pages = [sim.queue(page=number, sortKey="title") for number in (1, 2, 3)]
+    assert all(page["totalRecords"] == 25 for page in pages)
+    read = [r["title"] for page in pages for r in page["records"]]
+    assert len(read) == 25 and len(set(read)) < 25
+    assert read[:10] == ["Show.24", *titles[:9]]  # the last record moved to the front
+    assert read[10:12] == ["Show.08", "Show.09"]  # then one more: Show.08 is read twice
+    # The fault has cleared itself after 3 reads: a read now sees each record once.
+    read = [r["title"] for number in (1, 2, 3) for r in sim.queue(page=number, sortKey="title")["records"]]
+    assert read == titles
+    sim.control("sonarr", "fault", {"mode": "pages_move"})
+    for _ in range(5):
+        assert len({r["title"] for r in sim.queue(sortKey="title")["records"]}) == 10
+    assert sim.queue(sortKey="title", pageSize=100)["records"][0]["title"] != "Show.00"
+    sim.control("sonarr", "fault", {"mode": "none"})
+    assert [r["title"] for r in sim.queue(sortKey="title", pageSize=100)["records"]] == titles
+    assert sim.queue(page=7)["page"] == 3
+    response = sim.http.post(f"{sim.url}/__simarr__/fault", json={"mode": "down", "count": 2}, timeout=TIMEOUT)
+    assert response.status_code == 400
+
+
+# -- frozen queues from real captures --------------------------------------------------------
+
+REAL_SAMPLES = Path(__file__).resolve().parent / "fixtures" / "arr-samples" / "real"
+
+
+def real_records(name: str) -> list[dict[str, Any]]:
+    loaded = json.loads((REAL_SAMPLES / name).read_text())
+    return loaded if isinstance(loaded, list) else loaded["records"]
+
+
+def test_frozen_records_are_served_unchanged_in_their_key_order(sim: Sim) -> None:
+    records = real_records("sonarr-ruddarr-1.json")
+    assert sim.control("sonarr", "frozen", {"records": records}) == {"frozen": 13}
+    response = sim.api("sonarr", "queue", params={"pageSize": 100, "sortKey": "nonsense"})
+    served = json.loads(response.text)["records"]
+    assert served == sorted(records, key=lambda r: r["id"])
+    assert [list(r) for r in served] == [list(r) for r in sorted(records, key=lambda r: r["id"])]
+    # Floats and fractions stay as they were captured, in Radarr's and Lidarr's too.
+    radarr = real_records("radarr-ruddarr-1.json")
+    sim.control("radarr", "frozen", {"records": radarr})
+    assert "5870368312.844" in sim.api("radarr", "queue").text
+    sim.control("lidarr", "frozen", {"records": real_records("lidarr-varken-1.json")})
+    assert '"size":89456788.0' in sim.api("lidarr", "queue").text
+
+
+def test_frozen_records_are_paged_and_sorted_with_scripted_ones(sim: Sim) -> None:
+    sim.add(title="Aaa.Scripted.S01E01", rate=10)
+    sim.control("sonarr", "frozen", {"records": real_records("sonarr-ruddarr-1.json")})
+    page = sim.queue(sortKey="title", pageSize=5, page=3)
+    assert (page["totalRecords"], page["page"], len(page["records"])) == (14, 3, 4)
+    titles = [r["title"] for p in (1, 2, 3) for r in sim.queue(sortKey="title", pageSize=5, page=p)["records"]]
+    assert titles == sorted(titles, key=str.casefold) and titles[0] == "Aaa.Scripted.S01E01"
+    # By timeleft: 00:01:29 (frozen), then 1.03:46:40 (scripted); the records without one come last
+    # both ways, in the order they were captured.
+    sim.control("sonarr", "frozen", {"records": real_records("sonarr-ruddarr-1.json")
+                                     + real_records("sonarr-pythonsonarr-1.json")})
+    lacking = [r["id"] for r in real_records("sonarr-ruddarr-1.json")]
+    records = sim.queue(pageSize=100)["records"]
+    assert [r.get("timeleft") for r in records[:3]] == ["00:01:29", "1.03:46:40", None]
+    assert [r["id"] for r in records[2:]] == lacking
+    records = sim.queue(pageSize=100, sortDirection="descending")["records"]
+    assert [r.get("timeleft") for r in records[:3]] == ["1.03:46:40", "00:01:29", None]
+    assert [r["id"] for r in records[2:]] == lacking
+
+
+def test_frozen_unknown_items_need_the_apps_own_flag(sim: Sim) -> None:
+    sim.control("sonarr", "frozen", {"records": real_records("sonarr-pearlarr-1.json")})
+    assert sim.queue()["totalRecords"] == 0  # none of its records has a seriesId
+    assert sim.queue(includeUnknownMovieItems="true")["totalRecords"] == 0
+    assert sim.queue(includeUnknownSeriesItems="true")["totalRecords"] == 3
+    sim.control("radarr", "frozen", {"records": real_records("radarr-exportarr-1.json")})
+    assert sim.queue("radarr")["totalRecords"] == 1
+
+
+def test_removing_a_frozen_record_removes_its_whole_download(sim: Sim) -> None:
+    records = real_records("sonarr-ruddarr-1.json")
+    sim.control("sonarr", "frozen", {"records": records})
+    pack = [r["id"] for r in records if r["downloadId"] == "687DF4991F687EDE2C46DE612B5BA1A4B1DDCF81"]
+    assert sim.api("sonarr", f"queue/{pack[2]}", method="DELETE").status_code == 200
+    assert sim.queue()["totalRecords"] == 7
+    assert sim.api("sonarr", f"queue/{pack[0]}", method="DELETE").status_code == 404
+    hard = [r["id"] for r in records if r["title"].startswith("Hard.")]
+    jamie = next(r["id"] for r in records if r["title"].startswith("Jamie."))
+    response = sim.api("sonarr", "queue/bulk", method="DELETE", json={"ids": [hard[0], jamie, 4242]})
+    assert response.status_code == 404 and sim.queue()["totalRecords"] == 7
+    response = sim.api("sonarr", "queue/bulk", method="DELETE", json={"ids": [hard[0], jamie]})
+    assert response.status_code == 200 and sim.queue()["totalRecords"] == 0
+
+
+def test_the_control_api_refuses_bad_frozen_records(sim: Sim) -> None:
+    url = f"{sim.url}/__simarr__/frozen"
+    for body in ({"records": [{"title": "no id"}]}, {"records": [{"id": 1}, {"id": 1}]}, {"records": {}}, {}):
+        assert sim.http.post(url, json=body, timeout=TIMEOUT).status_code == 400, body
+
+
+def test_the_simarr_command_serves_frozen_files_and_refreshes_every_n_seconds(deployment: Any) -> None:
+    deployment.simulate("sonarr", "radarr", "lidarr")
+    frozen = [f"{kind}={REAL_SAMPLES / name}" for kind, name in [
+        ("sonarr", "sonarr-pearlarr-1.json"),  # a paging envelope (of unknown items)
+        ("radarr", "radarr-ruddarr-1.json"), ("lidarr", "lidarr-varken-1.json")]]  # and a bare list
+    deployment.start("simarr", "--scenario", "demo", "--speed", "1000", "--refresh-seconds", "3600",
+                     *(arg for option in frozen for arg in ("--frozen", option)))
+
+    def queue(kind: str, **params: str) -> dict[str, Any]:
+        response = requests.get(f"http://127.0.0.1:{deployment.simarr_port}/{kind}/api/{VERSIONS[kind]}/queue",
+                                params={"pageSize": "100", "sortKey": "title", **params},
+                                headers={"X-Api-Key": f"key-{kind}"}, timeout=TIMEOUT)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    radarr = queue("radarr")
+    assert radarr["totalRecords"] == len(DEMO_DOWNLOADS["radarr"]) + 2
+    assert "5870368312.844" in json.dumps(radarr)
+    assert queue("lidarr")["totalRecords"] == len(DEMO_DOWNLOADS["lidarr"]) + 1
+    assert queue("sonarr", includeUnknownSeriesItems="true")["totalRecords"] == queue("sonarr")["totalRecords"] + 3
+    # At 1000 simulated seconds per second the demo's movers move fast, but the figures shown
+    # are those of the latest refresh, an hour away.
+    first = queue("sonarr")["records"]
+    time.sleep(0.5)
+    second = queue("sonarr")["records"]  # a download imported meanwhile leaves at once: compare the others
+    assert [r for r in second if r["id"] in {f["id"] for f in first}] == [
+        r for r in first if r["id"] in {s["id"] for s in second}]
+    assert deployment.control("sonarr", "GET", "downloads")[0]["downloaded"] > DEMO_DOWNLOADS["sonarr"][0]["downloaded"]
+
+
+def test_the_simarr_command_refuses_a_bad_frozen_option(deployment: Any, tmp_path: Path) -> None:
+    deployment.simulate("sonarr")
+    (tmp_path / "object.json").write_text('{"page": 1}')
+    for option in ("nobody=" + str(REAL_SAMPLES / "sonarr-ruddarr-1.json"), f"sonarr={tmp_path / 'missing.json'}",
+                   f"sonarr={tmp_path / 'object.json'}"):
+        done = deployment.cli("simarr", "--frozen", option, timeout=30)
+        assert done.returncode == 2 and "--frozen" in done.stderr, (option, done.stderr)

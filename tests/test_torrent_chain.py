@@ -103,7 +103,7 @@ def test_a_real_transfer_between_two_qbittorrents_shows_progress_and_is_never_st
     assert chain.torrent(info_hash)["completed"] == SIZE
 
 
-def test_cleanup_keeps_a_private_torrent_seeding_and_a_recurring_one_is_never_blocklisted_again(
+def test_cleanup_keeps_a_private_torrent_seeding_and_a_recurring_release_is_blocklisted(
         deployment, chain, tmp_path):
     _, private = add_stalled(chain, tmp_path, "Private.Show.S02E03.mkv", private=True)
     public_metainfo, public = add_stalled(chain, tmp_path, "Public.Show.S02E04.mkv")
@@ -132,9 +132,9 @@ def test_cleanup_keeps_a_private_torrent_seeding_and_a_recurring_one_is_never_bl
     deployment.control("sonarr", "POST", "requests/clear")
     again = deployment.cli_json("cleanup", "--yes")
     assert [r["result"] for r in again["results"]] == ["removed"]
-    assert "no blocklist and no new search" in again["results"][0]["detail"]
+    assert "this release is blocklisted, so it is never grabbed again" in again["results"][0]["detail"]
     [delete] = [r for r in deployment.control("sonarr", "GET", "requests") if r["method"] == "DELETE"]
-    assert delete["query"] == {"removeFromClient": "true", "blocklist": "false", "skipRedownload": "true"}
+    assert delete["query"] == {"removeFromClient": "true", "blocklist": "true", "skipRedownload": "false"}
 
     # The password went to qBittorrent and nowhere else.
     written = [path.read_text(errors="replace") for path in tmp_path.rglob("*")

@@ -3,7 +3,7 @@ import pytest
 
 from services.tracker.history import DetectionConfig
 from services.tracker.state import Tracker
-from tests.records import GB, MB, record, snapshot
+from tests.records import GB, MB, client_figures, record, snapshot
 
 THRESHOLD = 120 * 60  # DetectionConfig's default, which the tracker fixture (conftest) uses
 POLL = 30
@@ -46,11 +46,30 @@ def test_a_download_seen_for_less_than_the_threshold_is_never_stuck(tracker, clo
 
 
 def test_time_without_observations_is_no_evidence(tracker, clock):
-    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
-    clock.advance(3 * THRESHOLD)  # nobody looked: a tracker restart, an *arr that did not answer
-    assert found(tracker, "stuck") == []
-    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])  # now it is seen not to have moved
+    # A healthy 1 MB/s download, then three hours nobody looked (the host slept, the tracker was down).
+    # The *arr's first answers after the gap still show the figures from before it.
+    downloaded = 0
+    for _ in range(20):
+        downloaded += POLL * MB
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=downloaded)])
+    clock.advance(3 * 3600)
+    for _ in range(4):
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=downloaded)])
+        assert found(tracker, "stuck") == [] and tracker.analyze(False)["candidates"] == []
+    # Seen not to move for a whole observed threshold after the gap, it is stuck.
+    for _ in range(THRESHOLD // POLL):
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=downloaded)])
     assert found(tracker, "stuck") == ["A"]
+
+
+def test_a_download_stuck_before_a_gap_stays_stuck_after_it(tracker, clock):
+    for _ in range(THRESHOLD // POLL + 2):
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
+    assert found(tracker, "stuck") == ["A"]
+    clock.advance(2 * THRESHOLD)
+    poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB)])
+    [item] = tracker.progress({})["stuck"]
+    assert item["stalled_minutes"] == pytest.approx(THRESHOLD / 60 + 1.5, abs=1)  # the gap is not counted
 
 
 def test_a_huge_download_moving_500mb_in_two_hours_is_not_stuck(tracker, clock):
@@ -96,12 +115,63 @@ def test_a_pause_in_the_middle_restarts_the_clock(tracker, clock):
     ("delay", "downloading", None, GB, False),
     ("completed", "importPending", None, GB, False),
     ("downloadClientUnavailable", "downloading", None, GB, False),
+    # The tracked state decides over the status.
+    ("downloading", "importPending", None, GB, False),
+    ("downloading", "importing", None, GB, False),
+    ("warning", "importPending", "The download is stalled with no connections", GB, False),
+    ("downloading", "ignored", None, GB, False),
+    # Old servers send no tracked state: the status alone says it.
+    ("downloading", None, None, GB, True),
+    ("warning", None, "The download is stalled with no connections", GB, True),
+    ("queued", "downloading", "", GB, False),  # an empty errorMessage is no error
 ])
 def test_which_statuses_count_as_active(tracker, clock, status, state, error, size, active):
     for _ in range(THRESHOLD // POLL + 2):
         poll(tracker, clock, "sonarr", [record(1, "A", size=size, downloaded=0, status=status,
-                                               tracked_state=state, error_message=error)])
+                                               tracked_state=state, error_message=error or None)])
     assert found(tracker, "stuck") == (["A"] if active else [])
+    assert [c["download_id"] for c in tracker.analyze(True)["candidates"]] == (["A"] if active else [])
+
+
+def finished_usenet(downloaded=4 * GB, **fields):
+    """A usenet job SABnzbd is verifying, repairing or unpacking: Sonarr says downloading, nothing left."""
+    return record(1, "SABnzbd_nzo_abc_1", size=4 * GB, downloaded=downloaded, protocol="usenet",
+                  download_client="SABnzbd", **fields)
+
+
+def test_a_finished_usenet_download_in_post_processing_is_never_stuck_and_needs_attention(tracker, clock):
+    for _ in range(3 * THRESHOLD // POLL):
+        poll(tracker, clock, "sonarr", [finished_usenet()])
+        assert found(tracker, "stuck") == []
+        assert tracker.analyze(True)["candidates"] == [], "a complete download offered for removal"
+    [item] = tracker.progress({})["attention"]
+    assert item["category"] == "attention" and item["attention"] == "not_imported"
+    assert item["reason"].startswith("finished ") and "not imported" in item["reason"]
+    assert tracker.analyze(include_import_blocked=True)["candidates"] == []
+
+
+def test_a_finished_download_needs_attention_only_after_the_threshold(tracker, clock):
+    for _ in range(THRESHOLD // POLL):
+        poll(tracker, clock, "sonarr", [finished_usenet()])
+        assert found(tracker, "attention") == []
+    poll(tracker, clock, "sonarr", [finished_usenet()])
+    assert found(tracker, "attention") == ["SABnzbd_nzo_abc_1"]
+
+
+def test_a_stalled_download_that_finishes_is_no_longer_stuck(tracker, clock):
+    for _ in range(THRESHOLD // POLL + 2):
+        poll(tracker, clock, "sonarr", [finished_usenet(downloaded=GB)])
+    assert found(tracker, "stuck") == ["SABnzbd_nzo_abc_1"]
+    poll(tracker, clock, "sonarr", [finished_usenet()])  # the last articles came: it is unpacking
+    assert found(tracker, "stuck") == [] and tracker.analyze(True)["candidates"] == []
+
+
+def test_finished_by_the_clients_figures_even_when_the_arr_lags(tracker, clock):
+    # The *arr still shows bytes left from its last refresh; the client says nothing is left.
+    figures = client_figures(10 * GB, 10 * GB, state="downloading")
+    for _ in range(2 * THRESHOLD // POLL):
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=3 * GB, client=figures)])
+    assert found(tracker, "stuck") == [] and found(tracker, "attention") == ["A"]
 
 
 def test_a_season_pack_is_one_download(tracker, clock):
@@ -172,6 +242,16 @@ def test_downloads_that_leave_the_queue_leave_the_tracker(tracker, clock):
     assert [item["download_id"] for item in tracker.check()["downloads"]] == ["B"]
 
 
+def test_an_incomplete_read_of_the_queue_drops_no_history(tracker, clock):
+    for _ in range(THRESHOLD // POLL + 2):
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB), record(2, "B", downloaded=GB)])
+    # Records moved between pages while the poller read them: A was not seen, but it did not leave.
+    tracker.ingest(dict(snapshot("sonarr", [record(2, "B", downloaded=GB)]), complete=False))
+    assert found(tracker, "stuck") == ["A", "B"]
+    poll(tracker, clock, "sonarr", [record(2, "B", downloaded=GB)])
+    assert found(tracker, "stuck") == ["B"]
+
+
 def test_a_client_outage_holds_the_clocks_instead_of_reporting_everything_stuck(tracker, clock):
     def queue(moved):
         return [record(i, f"D{i}", downloaded=moved + i * MB) for i in range(1, 5)]
@@ -181,8 +261,11 @@ def test_a_client_outage_holds_the_clocks_instead_of_reporting_everything_stuck(
         poll(tracker, clock, "sonarr", queue(5 * 500 * MB))
     progress = tracker.progress({})
     assert progress["stuck"] == []
-    assert progress["outages"] == [{"instance": "sonarr", "download_client": "qBittorrent",
-                                    "since": pytest.approx(clock.now() - 2 * THRESHOLD, abs=POLL)}]
+    # Stopped is judged over a window of max(3 polls, the *arr's refresh), not a single poll.
+    [outage] = progress["outages"]
+    assert (outage["instance"], outage["download_client"]) == ("sonarr", "qBittorrent")
+    assert outage["since"] == pytest.approx(clock.now() - 2 * THRESHOLD + 3 * POLL, abs=POLL)
+    assert outage["downloads"] == ["D1", "D2", "D3", "D4"]
     poll(tracker, clock, "sonarr", queue(5 * 500 * MB + 200 * MB))  # it comes back
     assert tracker.progress({})["outages"] == []
 

@@ -50,7 +50,11 @@ def _mark(item: dict[str, Any]) -> tuple[str, int]:
     if item["category"] == "inactive":
         return f"FAILED: {item['reason']}", 2
     if item["category"] == "attention":
+        if item.get("attention") == "not_imported":
+            return f"needs attention: {item['reason']}", 1
         return "needs attention: import blocked", 1
+    if item["category"] == "slow":
+        return f"slow: {item['reason']}", 1
     if item["on_hold"]:
         return "client outage: clock held", 1
     if item["soon_stuck"]:
@@ -99,3 +103,18 @@ def health_lines(check: dict[str, Any]) -> list[tuple[str, str]]:
         lines.append(("outage", f"{outage['instance']}: {outage['download_client']} stopped every download at "
                                 "once (outage); stuck clocks held"))
     return lines
+
+
+def kept_for_now(analysis: dict[str, Any], include_import_blocked: bool, include_slow: bool
+                 ) -> list[tuple[str, list[dict[str, Any]]]]:
+    """What a cleanup leaves in place although the analysis found it, each group titled with why."""
+    attention = analysis.get("attention") or []
+    kept = [("Kept: download client unreachable, no fresh evidence", analysis.get("withheld") or [])]
+    if not include_import_blocked:
+        kept.append(("Kept: import blocked, needs a human (include import-blocked to remove them)",
+                     [item for item in attention if item.get("attention") != "not_imported"]))
+    kept.append(("Kept: finished, waiting for import (never removed)",
+                 [item for item in attention if item.get("attention") == "not_imported"]))
+    if not include_slow:
+        kept.append(("Kept: slow (include slow to remove them)", analysis.get("slow") or []))
+    return [(title, items) for title, items in kept if items]

@@ -91,31 +91,35 @@ async def fetch_progress(services: Services) -> list[discord.Embed]:
 
 
 async def request_removal(services: Services, analysis: dict[str, Any], candidates: list[dict[str, Any]],
-                          who: str, *, dry_run: bool, include_import_blocked: bool) -> list[dict[str, Any]]:
+                          who: str, *, dry_run: bool, include_import_blocked: bool,
+                          include_slow: bool = False) -> list[dict[str, Any]]:
     """Send each poller the removals of its instances; the results (RESULT items) of all."""
     settings = services.settings
     requests = removal_requests(dict(analysis, candidates=candidates), settings.poller_endpoint_for_clients,
                                 requested_by=who, dry_run=dry_run, include_import_blocked=include_import_blocked,
-                                now=time.time(), valid_for=settings.removal_timeout_seconds)
+                                include_slow=include_slow, now=time.time(),
+                                valid_for=settings.removal_timeout_seconds)
     answers = await asyncio.gather(*(services.ask("poller", "remove", body, endpoint=endpoint)
                                      for endpoint, body in requests.items()))
     return [result for answer in answers for result in answer["results"]]
 
 
-async def cleanup_message(services: Services, *, owner_id: int, include_import_blocked: bool, dry_run: bool
+async def cleanup_message(services: Services, *, owner_id: int, include_import_blocked: bool, dry_run: bool,
+                          include_slow: bool = False
                           ) -> tuple[dict[str, Any], list[discord.Embed], CleanupConfirmView | None]:
     """The tracker's removal candidates, their preview, and (not for a dry run) the Confirm/Cancel view."""
-    analysis = await services.ask("tracker", "analyze", {"include_import_blocked": include_import_blocked})
+    analysis = await services.ask("tracker", "analyze", {"include_import_blocked": include_import_blocked,
+                                                         "include_slow": include_slow})
     preview = await asyncio.to_thread(
         cleanup_preview_embeds, analysis, include_import_blocked=include_import_blocked, dry_run=dry_run,
-        blocklist=services.settings.cleanup_blocklist, keep_private=services.settings.cleanup_private == "keep",
-        expires_in=CONFIRM_TIMEOUT)
+        include_slow=include_slow, blocklist=services.settings.cleanup_blocklist,
+        keep_private=services.settings.cleanup_private == "keep", expires_in=CONFIRM_TIMEOUT)
     if dry_run or not analysis.get("candidates"):
         return analysis, preview, None
 
     async def execute(candidates: list[dict[str, Any]], who: str) -> list[dict[str, Any]]:
         return await request_removal(services, analysis, candidates, who, dry_run=False,
-                                     include_import_blocked=include_import_blocked)
+                                     include_import_blocked=include_import_blocked, include_slow=include_slow)
 
     view = CleanupConfirmView(owner_id, analysis["candidates"], preview, execute, timeout=CONFIRM_TIMEOUT)
     return analysis, preview, view
@@ -182,12 +186,13 @@ class DiscarrCog(commands.Cog):
     @app_commands.command(name="cleanup", description="Preview the stuck and failed downloads, then remove them "
                                                       "after you confirm")
     @app_commands.describe(dry_run="Check everything again and remove nothing",
-                           include_import_blocked="Also remove completed downloads whose import is blocked")
+                           include_import_blocked="Also remove completed downloads whose import is blocked",
+                           include_slow="Also remove downloads too slow to finish within SLOW_MAX_ETA_HOURS")
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
     async def cleanup_command(self, interaction: discord.Interaction, dry_run: bool = False,
-                              include_import_blocked: bool = False) -> None:
-        await self.run_cleanup(interaction, dry_run, include_import_blocked)
+                              include_import_blocked: bool = False, include_slow: bool = False) -> None:
+        await self.run_cleanup(interaction, dry_run, include_import_blocked, include_slow)
 
     async def cog_app_command_error(self, interaction: discord.Interaction,
                                     error: app_commands.AppCommandError) -> None:
@@ -284,20 +289,22 @@ class DiscarrCog(commands.Cog):
             await interaction.followup.send(embed=download_embed(history, image=CHART_NAME),
                                             file=history_file(png), ephemeral=True)
 
-    async def run_cleanup(self, interaction: discord.Interaction, dry_run: bool, include_import_blocked: bool) -> None:
+    async def run_cleanup(self, interaction: discord.Interaction, dry_run: bool, include_import_blocked: bool,
+                          include_slow: bool = False) -> None:
         if await self.refuse_non_admin(interaction, "cleanup"):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         async with self.answering(interaction):
             analysis, preview, view = await cleanup_message(
                 self.services, owner_id=interaction.user.id, include_import_blocked=include_import_blocked,
-                dry_run=dry_run)
+                dry_run=dry_run, include_slow=include_slow)
             if view is None:
                 await interaction.followup.send(embeds=preview, ephemeral=True)
                 if dry_run and analysis.get("candidates"):
                     results = await request_removal(self.services, analysis, analysis["candidates"],
                                                     requested_by(interaction.user), dry_run=True,
-                                                    include_import_blocked=include_import_blocked)
+                                                    include_import_blocked=include_import_blocked,
+                                                    include_slow=include_slow)
                     report = await asyncio.to_thread(cleanup_report_embeds, results, dry_run=True,
                                                      requested_by=requested_by(interaction.user))
                     await interaction.followup.send(embeds=report, ephemeral=True)

@@ -16,7 +16,7 @@ from discord.utils import escape_markdown
 
 from common.settings import CLIENT_KINDS
 from common.units import human_duration, human_size
-from services.bot.board import BoardRow, board_rows, health_lines, progress_bar, unhealthy_services
+from services.bot.board import BoardRow, board_rows, health_lines, kept_for_now, progress_bar, unhealthy_services
 from services.bot.limits import DESCRIPTION, EMBEDS, TOTAL, clip, embed_length, fit_lines, fit_message, text_length
 
 RED = discord.Colour.red()
@@ -121,6 +121,7 @@ def _board_header(check: dict[str, Any], rows: list[BoardRow], now: datetime) ->
     counts = {
         "stuck": sum(1 for item in downloads if item.get("category") == "stuck"),
         "failed": sum(1 for item in downloads if item.get("category") == "inactive"),
+        "slow": sum(1 for item in downloads if item.get("category") == "slow"),
         "soon stuck": sum(1 for item in downloads if item.get("soon_stuck")),
         "need attention": sum(1 for item in downloads if item.get("category") == "attention"),
     }
@@ -240,14 +241,16 @@ def _threshold_lines(config: dict[str, Any]) -> list[str]:
 
 
 def progress_embeds(progress: dict[str, Any], *, now: datetime | None = None) -> list[discord.Embed]:
-    """/progress: statistics and thresholds, then stuck, inactive, soon-stuck and import-blocked downloads."""
+    """/progress: statistics and thresholds, then stuck, inactive, slow, soon-stuck and attention downloads."""
     stats = discord.Embed(title="Tracker statistics", timestamp=_now(now),
                           colour=RED if progress.get("stuck") or progress.get("inactive") else
-                          GOLD if progress.get("soon_stuck") or progress.get("attention") else GREEN)
+                          GOLD if progress.get("soon_stuck") or progress.get("attention") or progress.get("slow")
+                          else GREEN)
     health = _health_lines(progress)
     stats.description = fit_lines(health, 1200) if health else "no instance has reported yet"
     for name, value in (("Tracked", progress.get("tracked", 0)), ("Stuck", len(progress.get("stuck", ()))),
                         ("Inactive", len(progress.get("inactive", ()))),
+                        ("Slow", len(progress.get("slow", ()))),
                         ("Soon stuck", len(progress.get("soon_stuck", ()))),
                         ("Needs attention", len(progress.get("attention", ())))):
         stats.add_field(name=name, value=str(value), inline=True)
@@ -258,9 +261,11 @@ def progress_embeds(progress: dict[str, Any], *, now: datetime | None = None) ->
          [item_line(item) for item in progress.get("stuck", ())]),
         (f"Inactive: the *arr gave up ({len(progress.get('inactive', ()))})", DARK_RED,
          [item_line(item) for item in progress.get("inactive", ())]),
+        (f"Slow: too slow to finish in time ({len(progress.get('slow', ()))})", ORANGE,
+         [item_line(item) for item in progress.get("slow", ())]),
         (f"Soon stuck ({len(progress.get('soon_stuck', ()))})", ORANGE,
          [item_line(item) for item in progress.get("soon_stuck", ())]),
-        (f"Needs attention: import blocked ({len(progress.get('attention', ()))})", GOLD,
+        (f"Needs attention: import blocked or not imported ({len(progress.get('attention', ()))})", GOLD,
          [item_line(item) for item in progress.get("attention", ())]),
     ]
     budget = TOTAL - embed_length(stats) - 16
@@ -292,36 +297,23 @@ def download_embed(history: dict[str, Any], *, image: str | None = "history.png"
 
 # --- /cleanup ------------------------------------------------------------------------------
 
-def _kept_sections(analysis: dict[str, Any], include_import_blocked: bool
+def _kept_sections(analysis: dict[str, Any], include_import_blocked: bool, include_slow: bool
                    ) -> list[tuple[str, discord.Colour, list[str]]]:
-    """What a cleanup keeps although it is stuck or blocked, and why."""
-    sections = []
-    withheld = analysis.get("withheld") or []
-    if withheld:
-        sections.append((f"Kept: download client unreachable, no fresh evidence ({len(withheld)})", GOLD,
-                         [item_line(item, detail=item.get("withheld")) for item in withheld]))
-    attention = analysis.get("attention") or []
-    if attention and not include_import_blocked:
-        sections.append((f"Kept: import blocked, needs a human ({len(attention)}); include_import_blocked removes "
-                         "them", GOLD, [item_line(item) for item in attention]))
-    return sections
+    """What a cleanup keeps although the analysis found it, and why."""
+    return [(f"{title} ({len(items)})", GOLD, [item_line(item, detail=item.get("withheld")) for item in items])
+            for title, items in kept_for_now(analysis, include_import_blocked, include_slow)]
 
 
 def cleanup_preview_embeds(analysis: dict[str, Any], *, include_import_blocked: bool, dry_run: bool,
-                           blocklist: bool = True, keep_private: bool = True,
+                           include_slow: bool = False, blocklist: bool = True, keep_private: bool = True,
                            expires_in: float | None = None) -> list[discord.Embed]:
     """What a cleanup would remove and why (with the progress evidence), and what it keeps."""
     candidates = analysis.get("candidates") or []
-    attention = analysis.get("attention") or []
     if not candidates:
         head = discord.Embed(title="Nothing to clean up", colour=GREEN,
                              description="No download is stuck or failed right now.")
-        if attention and not include_import_blocked:
-            head.description += (f"\n{len(attention)} import-blocked download(s) need a human; "
-                                 "`include_import_blocked` would remove them.")
-        if analysis.get("withheld"):
-            head.description += (f"\n{len(analysis['withheld'])} stuck download(s) are kept while their "
-                                 "download client cannot be reached.")
+        head.description += "".join(f"\n{title}: {len(items)}"
+                                    for title, items in kept_for_now(analysis, include_import_blocked, include_slow))
         return fit_message([head])
     verb = "would be removed (dry run)" if dry_run else "would be removed"
     head = discord.Embed(title=f"Cleanup preview: {len(candidates)} download(s) {verb}", colour=ORANGE)
@@ -331,14 +323,14 @@ def cleanup_preview_embeds(analysis: dict[str, Any], *, include_import_blocked: 
     if keep_private and any(item.get("private") for item in candidates):
         consequence += " Private torrents are removed from the *arr only and keep seeding."
     if any(item.get("recurring") for item in candidates):
-        consequence += " Recurring ones are neither blocklisted nor searched again."
+        consequence += " Recurring ones are always blocklisted, so the same release is never grabbed again."
     if dry_run:
         consequence = "Dry run: the poller checks each one again and removes nothing."
     elif expires_in:
         consequence += f" Only you can confirm; the buttons expire in {human_duration(expires_in / 60)}."
     head.set_footer(text=consequence + " The poller checks every download again before removing it.")
     lines = [item_line(item, evidence=True) for item in candidates]
-    kept = _kept_sections(analysis, include_import_blocked)
+    kept = _kept_sections(analysis, include_import_blocked, include_slow)
     budget = TOTAL - embed_length(head) - 16
     if kept:
         needs = [text_length("\n".join(lines)),

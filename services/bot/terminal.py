@@ -74,14 +74,14 @@ def render_progress(progress: dict[str, Any]) -> Group:
     config = progress["config"]
     summary = Text(
         f"{progress['tracked']} downloads tracked: {len(progress['stuck'])} stuck, "
-        f"{len(progress['inactive'])} inactive, {len(progress['soon_stuck'])} soon stuck, "
-        f"{len(progress['attention'])} need attention\n"
+        f"{len(progress['inactive'])} inactive, {len(progress.get('slow', []))} slow, "
+        f"{len(progress['soon_stuck'])} soon stuck, {len(progress['attention'])} need attention\n"
         f"stuck after {config['stuck_threshold_minutes']:g} min with less than "
         f"{config['min_progress_change']:g} points and {human_size(config['min_size_change'])} of progress")
     parts: list[Any] = [summary]
-    for title, key in (("Stuck", "stuck"), ("Inactive", "inactive"), ("Soon stuck", "soon_stuck"),
+    for title, key in (("Stuck", "stuck"), ("Inactive", "inactive"), ("Slow", "slow"), ("Soon stuck", "soon_stuck"),
                        ("Needs attention", "attention")):
-        if progress[key]:
+        if progress.get(key):
             parts.append(items_table(title, progress[key]))
     parts.append(Text(_health_text(progress)))
     return Group(*parts)

@@ -11,11 +11,14 @@ from typing import Any
 import requests
 
 from common.http import ServiceHttpError, send
-from common.settings import InstanceConfig
+from common.settings import UNKNOWN_ITEMS_FLAG, InstanceConfig
 from services.poller.normalize import normalize_record
 
 PAGE_SIZE = 1000
 MAX_PAGES = 1000  # a queue of a million records is not a queue, it is a fault
+# The title never changes while a download is queued (timeleft, the default, does), and every *arr sorts
+# by it; Readarr records have no `added`.
+SORT_KEY = "title"
 
 
 class ArrError(ServiceHttpError):
@@ -48,26 +51,45 @@ class ArrClient:
                                            "(wrong URL, or a login page in front?)") from None
 
     def _page(self, page: int) -> tuple[int, list]:
-        params = {"page": page, "pageSize": PAGE_SIZE, "sortKey": "added",
-                  "sortDirection": "ascending", "includeUnknownSeriesItems": "true"}
+        params = {"page": page, "pageSize": PAGE_SIZE, "sortKey": SORT_KEY, "sortDirection": "ascending",
+                  UNKNOWN_ITEMS_FLAG[self.instance.kind]: "true"}
         body = self._json(self._call("GET", "queue", params=params))
-        if not isinstance(body, dict) or not isinstance(body.get("records"), list) \
-                or not isinstance(body.get("totalRecords"), int):
+        if isinstance(body, list):  # an old server without paging: the whole queue
+            return len(body), body
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
             raise ArrError("bad_response", f"{self.instance.url} answered JSON that is not a queue page")
-        return body["totalRecords"], body["records"]
+        total = body.get("totalRecords", len(body["records"]))
+        if isinstance(total, bool) or not isinstance(total, int):
+            raise ArrError("bad_response", f"{self.instance.url} answered a queue page without a record count")
+        return total, body["records"]
 
-    def fetch_queue(self) -> list[dict[str, Any]]:
-        """Every record of the queue, normalised, reading all pages."""
+    def _read(self) -> tuple[list[Any], bool]:
+        """One read of every page: the raw records, and whether they add up to totalRecords."""
         total, records = self._page(1)
-        pages = min(MAX_PAGES, math.ceil(total / PAGE_SIZE))
-        for page in range(2, pages + 1):
-            records.extend(self._page(page)[1])
+        totals = {total}
+        for page in range(2, min(MAX_PAGES, math.ceil(total / PAGE_SIZE)) + 1):
+            page_total, page_records = self._page(page)
+            totals.add(page_total)
+            records.extend(page_records)
+        ids = {raw.get("id") for raw in records if isinstance(raw, dict)}
+        return records, len(totals) == 1 and len(ids) == len(records) == total
+
+    def fetch_queue(self) -> tuple[list[dict[str, Any]], bool]:
+        """Every record of the queue, normalised, reading all pages; and whether the read is complete.
+
+        Records can move between pages while they are read: then one shows up twice and another
+        not at all. The queue is read once more; if it still does not add up, the read is marked
+        incomplete, so the tracker keeps the history of what it did not see.
+        """
+        records, complete = self._read()
+        if not complete:
+            records, complete = self._read()
         normalised: dict[int, dict[str, Any]] = {}
         for raw in records:
             record = normalize_record(raw) if isinstance(raw, dict) else None
             if record is not None:  # a record moved between pages shows up twice: keep one
                 normalised[record["id"]] = record
-        return list(normalised.values())
+        return list(normalised.values()), complete
 
     def remove(self, queue_ids: list[int], *, remove_from_client: bool, blocklist: bool,
                skip_redownload: bool) -> tuple[bool, str]:

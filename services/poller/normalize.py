@@ -29,7 +29,7 @@ def normalize_record(raw: dict[str, Any]) -> dict[str, Any] | None:
         return None
     size = _bytes(raw.get("size"))
     sizeleft = _bytes(raw.get("sizeleft", raw.get("sizeLeft")))
-    status = _text(raw.get("status")) if raw.get("size") is not None else None
+    status = _text(raw.get("status"))
     return {
         "id": queue_id,
         "download_id": _text(raw.get("downloadId")),

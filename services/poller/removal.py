@@ -7,12 +7,15 @@ client cannot be reached is skipped. A request is answered once per request
 id (a retry returns the first answer) and is refused after its expiry, so a
 request that waited for a dead poller never runs late.
 
-How a download is removed:
+How a download is removed (SPEC section 4): removeFromClient=true,
+blocklist=CLEANUP_BLOCKLIST, skipRedownload=false, except
 - a private torrent, with CLEANUP_PRIVATE=keep, is removed from the *arr only
   and tagged in its client, so it keeps seeding and the user's ratio is safe;
+  a torrent whose privacy its client cannot tell, even when asked, is public;
 - a download this poller removed before and that came back (same hash) is
-  "recurring": it is removed without blocklist and without a new search, so
-  discarr never drives the *arr round a grab-stall-remove loop.
+  "recurring": its release is blocklisted whatever CLEANUP_BLOCKLIST says
+  (the *arrs read skipRedownload only with blocklist=true), so the same
+  release is never grabbed again and the *arr looks for another.
 """
 from __future__ import annotations
 
@@ -60,19 +63,17 @@ class RemovalMode:
     @classmethod
     def choose(cls, records: list[dict[str, Any]], policy: RemovalPolicy, removed_before: int) -> "RemovalMode":
         client = client_figures(records[0])
-        # A client that cannot tell whether it is private: keep it seeding, to be safe.
-        keep = policy.keep_private and client is not None and client["private"] is not False
+        keep = policy.keep_private and client is not None and client["private"] is True
         recurring = removed_before > 0
-        return cls(remove_from_client=not keep, blocklist=policy.blocklist and not recurring,
-                   skip_redownload=recurring, kept_in=client if keep else None, removed_before=removed_before)
+        return cls(remove_from_client=not keep, blocklist=policy.blocklist or recurring,
+                   skip_redownload=False, kept_in=client if keep else None, removed_before=removed_before)
 
     def describe(self, instance: str) -> str:
-        private = "private torrent" if self.kept_in and self.kept_in["private"] else "private flag unknown"
-        words = [f"from {instance} only; kept seeding in {self.kept_in['name']} ({private}), "
+        words = [f"from {instance} only; kept seeding in {self.kept_in['name']} (private torrent), "
                  f"tagged {KEPT_TAG}" if self.kept_in else "from the *arr and its download client"]
         if self.removed_before:
-            words.append(f"recurring (removed {self.removed_before}x before): no blocklist and no new search, "
-                         "so it is not grabbed again in a loop")
+            words.append(f"recurring (removed {self.removed_before}x before): this release is blocklisted, "
+                         "so it is never grabbed again and the *arr searches for another")
         elif self.blocklist:
             words.append("blocklisted, so the *arr searches for another release")
         return "; ".join(words)
@@ -104,21 +105,25 @@ class RemovalMemory:
 
 
 def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: RemovalPolicy,
-            include_import_blocked: bool) -> str | None:
+            include_import_blocked: bool, include_slow: bool = False) -> str | None:
     """Why this download must be kept now, or None when it may be removed."""
     if not records:
         return "no longer in the queue"
     unreachable = unreachable_client(records)
     if unreachable is not None:
         return f"download client {unreachable} cannot be reached: nothing is removed without its evidence"
+    activity = classify_download(records)
+    if activity == "finished":
+        return "finished since analysis: complete and waiting for import, so it is kept"
     _, _, downloaded, progress = measure(records)
     analysed_bytes = item["size"] - item["sizeleft"]
     if downloaded - analysed_bytes >= policy.min_bytes or progress - item["progress"] >= policy.min_progress:
         return "progressed since analysis"
-    activity = classify_download(records)
     status = records[0]["status"]
     category = item["category"]
-    if category == "stuck":
+    if category in ("stuck", "slow"):
+        if category == "slow" and not include_slow:
+            return "slow downloads are kept unless include_slow is set"
         if activity == "active":
             return None
         return "now paused" if status == "paused" else f"no longer downloading (status {status})"
@@ -126,6 +131,8 @@ def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: Removal
         failed = activity == "failed" or any(r["tracked_status"] == "error" for r in records)
         return None if failed else "no longer failed"
     if category == "attention":
+        if item.get("attention") == "not_imported":
+            return "finished downloads waiting for import are never removed"
         if not include_import_blocked:
             return "import-blocked downloads are kept unless include_import_blocked is set"
         return None if activity == "attention" else "import no longer blocked"
@@ -177,7 +184,7 @@ class Remover:
             return [(item, "failed", f"instance {instance!r} is not configured on this poller", None)
                     for item in items]
         try:
-            queue = client.fetch_queue()
+            queue, _ = client.fetch_queue()
         except ArrError as exc:
             return [(item, "failed", f"could not read the queue again: {exc.reason}", None) for item in items]
         current: dict[str, list[dict]] = defaultdict(list)
@@ -189,7 +196,8 @@ class Remover:
         decisions = []
         for item in items:
             records = current.get(item["download_id"], [])
-            why_not = recheck(item, records, self.policy, request["include_import_blocked"])
+            why_not = recheck(item, records, self.policy, request["include_import_blocked"],
+                              request.get("include_slow", False))
             if why_not is not None:
                 decisions.append((item, "skipped", why_not, None))
                 continue

@@ -44,8 +44,10 @@ def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any], downl
     started = time.monotonic()
     taken_at = clock.now()
     clients: list[dict[str, Any]] = []
+    complete = True
     try:
-        records: list | None = client.fetch_queue()
+        records: list | None
+        records, complete = client.fetch_queue()
         health = {"state": "ok", "error": None}
         clients = download_clients.annotate(records)
         memory.stamp(client.instance.name, records)
@@ -54,11 +56,11 @@ def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any], downl
     incomplete = sum(1 for record in records or () if record["status"] == UNKNOWN_STATUS)
     if incomplete:
         health = {"state": "bad_response",
-                  "error": f"{incomplete} of {len(records)} queue records lack a status or size; "
+                  "error": f"{incomplete} of {len(records)} queue records lack a status; "
                            "they keep their last known state"}
     return {"instance": client.instance.name, "kind": client.instance.kind, "taken_at": taken_at,
             "poller": poller, "poll_seconds": time.monotonic() - started, "health": health, "clients": clients,
-            "records": records}
+            "records": records, "complete": complete}
 
 
 class InstancePoller(threading.Thread):

@@ -1,12 +1,16 @@
 """The simulated *arr instances: their downloads, queue records and request log.
 
 A download follows a script of phases in simulated time (real seconds since it
-was added, times the speed). Its state is integrated lazily, whenever someone
-looks, so nothing runs in the background and a ManualClock drives it exactly.
-The record shapes follow the servers' QueueResource schemas: one record per
-episode for Sonarr, null fields omitted. An instance may also mirror a real
-torrent client's downloads (services/simarr/torrent_source.py) next to the
-scripted ones.
+was added, less the time its host slept, times the speed). Its state is
+integrated lazily, whenever someone looks, so nothing runs in the background and
+a ManualClock drives it exactly. Some states end by themselves: a finished
+usenet download post-processes, then waits for import, then (with import_after)
+is imported and leaves the queue. The record shapes follow the servers'
+QueueResource schemas: one record per episode for Sonarr, null fields omitted.
+Like the real servers, an instance may refresh its figures from the client only
+every refresh_seconds. An instance may also mirror a real torrent client's
+downloads (services/simarr/torrent_source.py), and serve frozen records
+captured from real servers, next to the scripted ones.
 """
 from __future__ import annotations
 
@@ -27,9 +31,10 @@ if TYPE_CHECKING:
 
 KINDS = ("sonarr", "radarr", "lidarr", "readarr")
 STATES = ("downloading", "stalled", "paused", "queued", "metadata", "failed",
-          "import_blocked", "completed", "client_unavailable", "error_status")
+          "import_blocked", "post_processing", "completed", "client_unavailable", "error_status")
+IMPORTED = "imported"  # a state for script phases and updates: the download leaves the queue
 PROTOCOLS = ("torrent", "usenet")
-FAULT_MODES = ("none", "down", "slow", "401", "500", "garbage", "html", "missing_fields")
+FAULT_MODES = ("none", "down", "slow", "401", "500", "garbage", "html", "missing_fields", "pages_move")
 REQUEST_LOG_LIMIT = 10_000
 
 API_VERSION = {"sonarr": "v3", "radarr": "v3", "lidarr": "v1", "readarr": "v1"}
@@ -38,6 +43,12 @@ APP_VERSION = {"sonarr": "4.0.14.2939", "radarr": "5.26.2.10099",
                "lidarr": "2.13.3.4711", "readarr": "0.4.18.2805"}
 DEFAULT_CLIENT = {"torrent": "qBittorrent", "usenet": "SABnzbd"}
 DEFAULT_INDEXER = {"torrent": "TorrentLeech (Prowlarr)", "usenet": "NZBgeek (Prowlarr)"}
+
+# The fields naming what the *arr matched an item to; an unknown item has none of them,
+# and the queue lists it only with the app's own flag.
+APP_ID_FIELDS = {"sonarr": ("seriesId", "episodeId", "seasonNumber"), "radarr": ("movieId",),
+                 "lidarr": ("artistId", "albumId"), "readarr": ("authorId", "bookId")}
+UNKNOWN_LANGUAGE = {"id": 0, "name": "Unknown"}
 
 # Lidarr and Readarr name these tracked states differently.
 FAILED_STATE = {"sonarr": "failed", "radarr": "failed", "lidarr": "downloadFailed", "readarr": "downloadFailed"}
@@ -63,7 +74,8 @@ RECORD_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 _SPEC_KEYS = {"title", "size", "downloaded", "state", "rate", "script", "episodes", "protocol",
-              "download_client", "download_id", "no_download_id", "indexer", "message"}
+              "download_client", "download_id", "no_download_id", "indexer", "message",
+              "post_processing", "import_after", "unknown"}
 _UPDATE_KEYS = {"state", "rate", "downloaded"}
 
 
@@ -77,6 +89,16 @@ def dotnet_timespan(seconds: float) -> str:
     days, rest = divmod(whole, 86_400)
     text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
     return f"{days}.{text}" if days else text
+
+
+def timespan_seconds(text: Any) -> float | None:
+    """Seconds in a .NET TimeSpan text ([-][d.]hh:mm:ss[.fffffff]); None if it is not one."""
+    match = re.fullmatch(r"(-)?(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)", text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    sign, days, hours, minutes, seconds = match.groups()
+    total = int(days or 0) * 86_400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return -total if sign else total
 
 
 # The fields the *arr leaves out while its download client cannot be asked.
@@ -131,13 +153,21 @@ def _number(value: Any, name: str) -> float:
     return float(value)
 
 
+def _optional_number(spec: dict[str, Any], name: str) -> float | None:
+    return None if spec.get(name) is None else _number(spec[name], name)
+
+
+def _state(value: Any, states: tuple[str, ...] = (*STATES, IMPORTED)) -> str:
+    _check(value in states, f"unknown state {value!r}")
+    return value
+
+
 def _phase(raw: Any) -> dict[str, Any]:
     _check(isinstance(raw, dict) and "at" in raw and set(raw) <= {"at", "state", "rate"},
            f"a script phase is {{'at', 'state'?, 'rate'?}}, not {raw!r}")
     phase = {"at": _number(raw["at"], "at")}
     if "state" in raw:
-        _check(raw["state"] in STATES, f"unknown state {raw['state']!r}")
-        phase["state"] = raw["state"]
+        phase["state"] = _state(raw["state"])
     if "rate" in raw:
         phase["rate"] = _number(raw["rate"], "rate")
     return phase
@@ -158,24 +188,51 @@ class Download:
     rate: float            # bytes per simulated second while "downloading"
     downloaded: float
     script: list[dict[str, Any]]
+    post_processing: float | None = None  # simulated seconds a finished download post-processes
+    import_after: float | None = None     # simulated seconds from completed to imported
+    unknown: bool = False                 # the *arr matched it to no series/movie/artist/author
     records: list[dict[str, Any]] = field(default_factory=list)  # static parts, in key order
     sim_time: float = 0.0  # simulated seconds since added, integrated up to here
+    since: float = 0.0     # the simulated time it entered its state
+    shown: dict[str, Any] | None = None  # view() at the instant shown_at (an instance's latest refresh)
+    shown_at: float | None = None
 
     def advance(self, sim_now: float) -> None:
-        """Integrate bytes and apply script phases up to sim_now."""
-        while True:
+        """Integrate bytes, apply script phases and the states' own ends up to sim_now."""
+        while self.state != IMPORTED:
             while self.script and self.script[0]["at"] <= self.sim_time:
                 phase = self.script.pop(0)
-                self.state = phase.get("state", self.state)
+                self.enter(phase.get("state", self.state))
                 self.rate = phase.get("rate", self.rate)
+            due = self._due()
+            if due is not None and due[0] <= self.sim_time:
+                if self.state == "downloading":
+                    self.downloaded = float(self.size)
+                self.enter(due[1])
+                continue
             if self.sim_time >= sim_now:
                 return
             until = min(sim_now, self.script[0]["at"]) if self.script else sim_now
+            until = min(until, due[0]) if due is not None else until
             if self.state == "downloading":
                 self.downloaded = min(float(self.size), self.downloaded + self.rate * (until - self.sim_time))
-                if self.downloaded >= self.size:
-                    self.state = "completed"
             self.sim_time = until
+
+    def enter(self, state: str) -> None:
+        if state != self.state:
+            self.state, self.since = state, self.sim_time
+
+    def _due(self) -> tuple[float, str] | None:
+        """When the current state ends by itself (simulated time), and the state that follows."""
+        if self.state == "downloading" and (self.rate > 0 or self.downloaded >= self.size):
+            left = max(0.0, self.size - self.downloaded)
+            return (self.sim_time + (left / self.rate if left else 0.0),
+                    "post_processing" if self.post_processing else "completed")
+        if self.state == "post_processing" and self.post_processing is not None:
+            return self.since + self.post_processing, "completed"
+        if self.state == "completed" and self.import_after is not None:
+            return self.since + self.import_after, IMPORTED
+        return None
 
     def view(self, kind: str, now: float, speed: float) -> dict[str, Any]:
         """The record fields that change with the state (None = omitted)."""
@@ -186,6 +243,9 @@ class Download:
         elif state == "stalled":
             view = queue_view("warning", self.size, sizeleft, now,
                               message=self.message or "The download is stalled with no connections")
+        elif state == "post_processing":
+            # SABnzbd/NZBGet verify, repair and unpack: all bytes there, the *arr still says downloading.
+            view = queue_view("downloading", self.size, 0, now, seconds_left=0)
         elif state == "metadata":
             view = queue_view("queued", 0, 0, now,
                               message=self.message or f"{self.download_client} is downloading metadata")
@@ -222,22 +282,30 @@ class Download:
                 "queue_ids": [record["id"] for record in self.records], "script": list(self.script)}
 
 
-Row = tuple[Download, dict[str, Any]]  # a download and the static part of one of its records
+# One record of the queue: its static part and its download's view, or a frozen record and None.
+Row = tuple[dict[str, Any], dict[str, Any] | None]
+
+
+def value_of(row: Row, key: str) -> Any:
+    """The value of `key` in the record a row shows; None when the record lacks it."""
+    static, view = row
+    return view[key] if view is not None and key in view else static.get(key)
 
 
 @dataclass
 class _Snapshot:
-    """The queue at one instant: each download's dynamic fields, and the rows in each order asked for."""
+    """The queue at one instant: every record (scripted, then frozen), and the lists asked for."""
     key: tuple[int, float]
-    views: dict[int, dict[str, Any]]  # id(download) -> Download.view()
+    kind: str
     rows: list[Row]
-    _sorted: dict[tuple[str, bool], list[Row]] = field(default_factory=dict)
+    _listed: dict[tuple[str, bool, bool], list[Row]] = field(default_factory=dict)
 
-    def sorted_rows(self, sort_key: str, ascending: bool) -> list[Row]:
-        if (sort_key, ascending) not in self._sorted:
-            key = _sort_key(sort_key, self.views)
-            self._sorted[(sort_key, ascending)] = sorted(self.rows, key=key, reverse=not ascending)
-        return self._sorted[(sort_key, ascending)]
+    def listed(self, sort_key: str, ascending: bool, include_unknown: bool) -> list[Row]:
+        key = (sort_key, ascending, include_unknown)
+        if key not in self._listed:
+            rows = [row for row in self.rows if include_unknown or not is_unknown(self.kind, row)]
+            self._listed[key] = sort_rows(rows, sort_key, ascending)
+        return self._listed[key]
 
 
 @dataclass
@@ -251,8 +319,13 @@ class SimInstance:
     speed: float = 1.0
     decimal_sizes: bool = False  # some servers send sizes as 4467066880.0
     torrents: TorrentFeed | None = None  # a real client's downloads, listed too
+    refresh_seconds: float = 0.0  # figures shown are those at the latest refresh instant; 0 = live
     fault_mode: str = field(default="none", init=False)
     fault_delay: float = field(default=0.0, init=False)
+    fault_count: int | None = field(default=None, init=False)  # queue reads left before the fault clears
+    _moves: int = field(default=0, init=False, repr=False)  # positions the "pages_move" fault rotated by
+    _sleeps: list[tuple[float, float]] = field(default_factory=list, init=False, repr=False)  # [start, end)
+    _frozen: dict[int, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)  # by queue id
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     _downloads: list[Download] = field(default_factory=list, init=False, repr=False)
     _by_queue_id: dict[int, Download] = field(default_factory=dict, init=False, repr=False)
@@ -268,6 +341,7 @@ class SimInstance:
         _check(self.url_base == "" or (self.url_base.startswith("/") and not self.url_base.endswith("/")),
                f"a URL base is '' or '/name', not {self.url_base!r}")
         _check(self.speed > 0, "speed must be > 0")
+        _number(self.refresh_seconds, "refresh_seconds")
         self.started_at = self.clock.now()
 
     @property
@@ -278,19 +352,21 @@ class SimInstance:
 
     def add_download(self, **spec: Any) -> dict[str, Any]:
         """Add a download (see _SPEC_KEYS); returns {"download_id", "queue_ids"}."""
-        unknown = set(spec) - _SPEC_KEYS
-        _check(not unknown, f"unknown download fields: {sorted(unknown)}")
+        extra = set(spec) - _SPEC_KEYS
+        _check(not extra, f"unknown download fields: {sorted(extra)}")
         title = spec.get("title")
         _check(isinstance(title, str) and bool(title), "title must be a non-empty string")
         size = spec.get("size")
         _check(isinstance(size, int) and not isinstance(size, bool) and size >= 0, "size must be an int >= 0")
         downloaded = _number(spec.get("downloaded", 0), "downloaded")
         _check(downloaded <= size, "downloaded must be <= size")
-        state = spec.get("state", "downloading")
-        _check(state in STATES, f"unknown state {state!r}")
+        state = _state(spec.get("state", "downloading"), STATES)
         episodes = spec.get("episodes", 1)
         _check(isinstance(episodes, int) and episodes >= 1, "episodes must be an int >= 1")
         _check(episodes == 1 or self.kind == "sonarr", "only Sonarr shows one record per episode")
+        unknown = spec.get("unknown", False)
+        _check(isinstance(unknown, bool), "unknown must be true or false")
+        _check(episodes == 1 or not unknown, "an unknown item has no episodes")
         protocol = spec.get("protocol", "torrent")
         _check(protocol in PROTOCOLS, f"protocol must be one of {PROTOCOLS}")
         script = spec.get("script") or []
@@ -305,7 +381,9 @@ class SimInstance:
                 download_client=spec.get("download_client") or DEFAULT_CLIENT[protocol],
                 message=spec.get("message"), created_at=self.clock.now(), state=state,
                 rate=_number(spec.get("rate", 0), "rate"), downloaded=downloaded,
-                script=sorted((_phase(p) for p in script), key=lambda p: p["at"]))
+                script=sorted((_phase(p) for p in script), key=lambda p: p["at"]),
+                post_processing=_optional_number(spec, "post_processing"),
+                import_after=_optional_number(spec, "import_after"), unknown=unknown)
             self._insert(download, spec.get("indexer") or DEFAULT_INDEXER[protocol], episodes)
             self._version += 1
             return {"download_id": download_id, "queue_ids": [r["id"] for r in download.records]}
@@ -324,13 +402,12 @@ class SimInstance:
         unknown = set(changes) - _UPDATE_KEYS
         _check(not unknown, f"unknown update fields: {sorted(unknown)}")
         with self._lock:
+            self._current_snapshot(self.clock.now())  # brings every download up to now
             download = self._find(ref)
             _check(download.scripted, f"download {ref} mirrors a torrent client: change it there")
-            download.advance(self._sim_now(download))
             download.script.clear()
             if "state" in changes:
-                _check(changes["state"] in STATES, f"unknown state {changes['state']!r}")
-                download.state = changes["state"]
+                download.enter(_state(changes["state"]))
             if "rate" in changes:
                 download.rate = _number(changes["rate"], "rate")
             if "downloaded" in changes:
@@ -343,9 +420,21 @@ class SimInstance:
     def downloads(self) -> list[dict[str, Any]]:
         with self._lock:
             self._refresh_torrents()
-            for download in self._downloads:
-                download.advance(self._sim_now(download))
+            self._current_snapshot(self.clock.now())
             return [download.describe() for download in self._downloads]
+
+    def load_frozen(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Serve these raw records (captured from a real server) unchanged, instead of any frozen before."""
+        _check(isinstance(records, list) and all(isinstance(r, dict) for r in records),
+               "records must be a list of queue records")
+        ids = [record.get("id") for record in records]
+        _check(all(isinstance(i, int) and not isinstance(i, bool) for i in ids), "every record needs an integer id")
+        _check(len(set(ids)) == len(ids), "two records share an id")
+        with self._lock:
+            _check(not set(ids) & set(self._by_queue_id), "a record's id is a scripted download's queue id")
+            self._frozen = {record["id"]: dict(record) for record in records}
+            self._version += 1
+        return {"frozen": len(records)}
 
     def remove(self, queue_ids: list[int], remove_from_client: bool = True) -> bool:
         """Remove every download owning one of queue_ids; False (and nothing removed) if one is unknown.
@@ -354,45 +443,55 @@ class SimInstance:
         there and ignored from now on; the client's ClientError leaves everything in place.
         """
         with self._lock:
-            if not all(isinstance(q, int) and q in self._by_queue_id for q in queue_ids):
+            self._current_snapshot(self.clock.now())  # an imported download is gone
+            if not all(isinstance(q, int) and (q in self._by_queue_id or q in self._frozen) for q in queue_ids):
                 return False
-            owners = [self._by_queue_id[queue_id] for queue_id in queue_ids]
+            owners = [self._by_queue_id[queue_id] for queue_id in queue_ids if queue_id in self._by_queue_id]
             doomed = list({id(download): download for download in owners}.values())  # each once
             mirrored = [download for download in doomed if not download.scripted]
             if mirrored and self.torrents is not None:
                 self.torrents.release(mirrored, remove_from_client)
             self._discard(doomed)
+            # A frozen record goes with every frozen record of its download.
+            picked = {queue_id for queue_id in queue_ids if queue_id in self._frozen}
+            download_ids = {self._frozen[i].get("downloadId") for i in picked} - {None}
+            self._frozen = {i: record for i, record in self._frozen.items()
+                            if i not in picked and record.get("downloadId") not in download_ids}
             self._version += 1
             return True
 
     # -- what the API shows ------------------------------------------------------------
 
-    def queue_page(self, page: int, page_size: int, sort_key: str, ascending: bool) -> dict[str, Any]:
-        """The paging envelope; a page past the end is the last page."""
+    def queue_page(self, page: int, page_size: int, sort_key: str, ascending: bool,
+                   include_unknown: bool = False) -> dict[str, Any]:
+        """The paging envelope (records are copies); a page past the end is the last page."""
         now = self.clock.now()
         with self._lock:
             self._refresh_torrents()
-            snapshot = self._current_snapshot(now)
-            rows = snapshot.sorted_rows(sort_key, ascending)
-            last_page = max(1, math.ceil(len(rows) / page_size))
+            listed = self._current_snapshot(now).listed(sort_key, ascending, include_unknown)
+            total, shift = len(listed), self._page_move()
+            last_page = max(1, math.ceil(total / page_size))
             page = min(max(page, 1), last_page)
-            chunk = rows[(page - 1) * page_size: page * page_size]
-            records = [self._record(record, snapshot.views[id(d)]) for d, record in chunk]
+            start = (page - 1) * page_size
+            records = [self._record(*listed[(i - shift) % total]) for i in range(start, min(start + page_size, total))]
         return {"page": page, "pageSize": page_size, "sortKey": sort_key,
                 "sortDirection": "ascending" if ascending else "descending",
-                "totalRecords": len(rows), "records": records}
+                "totalRecords": total, "records": records}
 
     def queue_status(self) -> dict[str, Any]:
+        """Counts as the servers give them: `count` and the problems of matched items, unknown ones apart."""
         now = self.clock.now()
         with self._lock:
             self._refresh_torrents()
-            views = self._current_snapshot(now).views
-            shown = [views[id(d)] for d in self._downloads for _ in d.records]
-        total = len(shown)
-        return {"totalCount": total, "count": total, "unknownCount": 0,
-                "errors": any(v["trackedDownloadStatus"] == "error" for v in shown),
-                "warnings": any(v["trackedDownloadStatus"] == "warning" for v in shown),
-                "unknownErrors": False, "unknownWarnings": False}
+            rows = self._current_snapshot(now).rows
+        known = [row for row in rows if not is_unknown(self.kind, row)]
+        unknown = [row for row in rows if is_unknown(self.kind, row)]
+
+        def has(some: list[Row], status: str) -> bool:
+            return any(value_of(row, "trackedDownloadStatus") == status for row in some)
+        return {"totalCount": len(rows), "count": len(known), "unknownCount": len(unknown),
+                "errors": has(known, "error"), "warnings": has(known, "warning"),
+                "unknownErrors": has(unknown, "error"), "unknownWarnings": has(unknown, "warning")}
 
     def system_status(self) -> dict[str, Any]:
         app = APP_NAME[self.kind]
@@ -411,11 +510,38 @@ class SimInstance:
 
     # -- faults and the request log ----------------------------------------------------
 
-    def set_fault(self, mode: str, delay: float = 0.0) -> dict[str, Any]:
+    def set_fault(self, mode: str, delay: float = 0.0, count: int | None = None) -> dict[str, Any]:
+        """A fault of the server; "pages_move" may last `count` queue reads only."""
         _check(mode in FAULT_MODES, f"fault mode must be one of {FAULT_MODES}")
+        _check(count is None or (mode == "pages_move" and isinstance(count, int) and count >= 1),
+               "count is an int >= 1, for the pages_move fault only")
         with self._lock:
-            self.fault_mode, self.fault_delay = mode, _number(delay, "delay")
-        return {"mode": mode, "delay": self.fault_delay}
+            self.fault_mode, self.fault_delay, self.fault_count = mode, _number(delay, "delay"), count
+            self._moves = 0
+        return {"mode": mode, "delay": self.fault_delay, "count": count}
+
+    def set_refresh(self, seconds: float) -> dict[str, Any]:
+        """Show figures as of the latest refresh instant (started_at + k * seconds); 0 = live.
+        Switched on, it shows each download as last looked at until the next refresh instant."""
+        with self._lock:
+            self.refresh_seconds = _number(seconds, "seconds")
+        return {"seconds": self.refresh_seconds}
+
+    def sleep(self, seconds: float) -> dict[str, Any]:
+        """From now, for `seconds` of the clock, /api answers nothing and no download moves."""
+        seconds = _number(seconds, "seconds")
+        with self._lock:
+            now = self.clock.now()
+            if self.asleep():  # already asleep: sleep on until the later end
+                start, end = self._sleeps.pop()
+                self._sleeps.append((start, max(end, now + seconds)))
+            else:
+                self._sleeps.append((now, now + seconds))
+            return {"seconds": self._sleeps[-1][1] - now}
+
+    def asleep(self) -> bool:
+        now = self.clock.now()
+        return bool(self._sleeps) and self._sleeps[-1][0] <= now < self._sleeps[-1][1]
 
     def log_request(self, entry: dict[str, Any]) -> None:
         with self._lock:
@@ -458,22 +584,57 @@ class SimInstance:
             self._insert(download, DEFAULT_INDEXER["torrent"])
         self._version += 1  # the client's figures may have moved
 
-    def _sim_now(self, download: Download) -> float:
-        return (self.clock.now() - download.created_at) * self.speed
+    def _awake(self, instant: float) -> float:
+        """Clock seconds up to `instant`, less those the host slept."""
+        if not self._sleeps:
+            return instant
+        return instant - sum(min(end, instant) - start for start, end in self._sleeps if start < instant)
+
+    def _sim_time(self, download: Download, instant: float) -> float:
+        return (self._awake(instant) - self._awake(download.created_at)) * self.speed
+
+    def _advance(self, download: Download, now: float) -> dict[str, Any]:
+        """Bring a download up to `now`; the view it shows (the one at the latest refresh when refreshing)."""
+        if self.refresh_seconds <= 0:
+            download.advance(self._sim_time(download, now))
+            return download.view(self.kind, now, self.speed)
+        refreshes = math.floor((now - self.started_at) / self.refresh_seconds)
+        instant = max(self.started_at + refreshes * self.refresh_seconds, download.created_at)
+        if download.shown_at != instant:
+            download.advance(self._sim_time(download, instant))
+            download.shown, download.shown_at = download.view(self.kind, instant, self.speed), instant
+        download.advance(self._sim_time(download, now))
+        return download.shown
 
     def _current_snapshot(self, now: float) -> _Snapshot:
-        """The queue at `now`, reused while neither time nor the downloads change (paging)."""
-        key = (self._version, now)
-        if self._snapshot is None or self._snapshot.key != key:
-            views = {}
-            for download in self._downloads:
-                download.advance((now - download.created_at) * self.speed)
-                views[id(download)] = download.view(self.kind, now, self.speed)
-            rows = [(d, record) for d in self._downloads for record in d.records]
-            self._snapshot = _Snapshot(key, views, rows)
+        """The queue at `now`, reused while neither time nor the downloads change (paging).
+        Every download is brought up to now, and the imported ones leave."""
+        if self._snapshot is None or self._snapshot.key != (self._version, now):
+            views = {id(download): self._advance(download, now) for download in self._downloads}
+            imported = [download for download in self._downloads if download.state == IMPORTED]
+            if imported:
+                self._discard(imported)
+                self._version += 1
+            rows = [(record, views[id(d)]) for d in self._downloads for record in d.records]
+            rows += [(record, None) for record in self._frozen.values()]
+            self._snapshot = _Snapshot((self._version, now), self.kind, rows)
         return self._snapshot
 
-    def _record(self, static: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
+    def _page_move(self) -> int:
+        """How far this queue read sees the records rotated: one more each read under "pages_move"."""
+        if self.fault_mode != "pages_move":
+            return 0
+        self._moves += 1
+        if self.fault_count is not None:
+            self.fault_count -= 1
+            if self.fault_count == 0:
+                self.fault_mode, self.fault_count = "none", None
+        return self._moves
+
+    def _record(self, static: dict[str, Any], view: dict[str, Any] | None) -> dict[str, Any]:
+        """The record a row shows (a new dict): a frozen one as it is."""
+        if view is None:
+            return dict(static)
         merged = static | view  # keeps the static (schema) key order
         if self.decimal_sizes:
             merged["size"], merged["sizeleft"] = float(merged["size"]), float(merged["sizeleft"])
@@ -502,7 +663,7 @@ class SimInstance:
         while True:
             digest = self._hash(f"queue-{self._serial}-{episode}-{salt}")
             queue_id = int.from_bytes(digest[:4], "big") & 0x7FFF_FFFF
-            if queue_id > 0 and queue_id not in self._by_queue_id:
+            if queue_id > 0 and queue_id not in self._by_queue_id and queue_id not in self._frozen:
                 return queue_id
             salt += 1
 
@@ -527,31 +688,43 @@ class SimInstance:
                           trackHasFileCount=0, downloadForced=False)
         else:
             values.update(authorId=serial, bookId=serial * 10, downloadForced=False)
+        if download.unknown:
+            values.update(dict.fromkeys(APP_ID_FIELDS[self.kind]), languages=[UNKNOWN_LANGUAGE])
         return {key: values.get(key) for key in RECORD_KEYS[self.kind]}
 
 
-def _sort_key(sort_key: str, views: dict[int, dict[str, Any]]) -> Callable[[Row], Any]:
-    """A key function over rows for the servers' sort keys; unknown keys sort by id."""
-    def view(row: Row) -> dict[str, Any]:
-        return views[id(row[0])]
+def is_unknown(kind: str, row: Row) -> bool:
+    """An item the *arr matched to nothing: its record lacks the kind's id field (seriesId, movieId, ...)."""
+    return value_of(row, APP_ID_FIELDS[kind][0]) is None
 
-    def timeleft(row: Row) -> tuple[bool, str]:
-        value = view(row)["estimatedCompletionTime"]
-        return (value is None, value or "")  # unknown ETAs last, as the servers do
 
-    def progress(row: Row) -> float:
-        shown = view(row)
-        return 100 * (shown["size"] - shown["sizeleft"]) / shown["size"] if shown["size"] else 0.0
+def _progress(row: Row) -> float | None:
+    size, sizeleft = value_of(row, "size"), value_of(row, "sizeleft")
+    if size is None or sizeleft is None:
+        return None
+    return 100 * (size - sizeleft) / size if size else 0.0
 
-    keys = {
-        "timeleft": timeleft, "estimatedCompletionTime": timeleft, "progress": progress,
-        "title": lambda row: row[1]["title"].casefold(),
-        "added": lambda row: row[1].get("added") or "",  # Readarr records have no added
-        "size": lambda row: view(row)["size"],
-        "sizeleft": lambda row: view(row)["sizeleft"],
-        "status": lambda row: view(row)["status"],
-        "protocol": lambda row: row[1]["protocol"],
-        "indexer": lambda row: row[1]["indexer"],
-        "downloadClient": lambda row: row[1]["downloadClient"],
-    }
-    return keys.get(sort_key, lambda row: row[1]["id"])
+
+def _title(row: Row) -> str | None:
+    title = value_of(row, "title")
+    return title.casefold() if isinstance(title, str) else None
+
+
+# What each of the servers' sort keys sorts on, in the record a row shows; None = lacking.
+SORT_VALUES: dict[str, Callable[[Row], Any]] = {
+    **{key: (lambda row, key=key: value_of(row, key))
+       for key in ("estimatedCompletionTime", "added", "size", "sizeleft", "status", "protocol", "indexer",
+                   "downloadClient")},
+    "timeleft": lambda row: timespan_seconds(value_of(row, "timeleft")),
+    "title": _title,
+    "progress": _progress,
+}
+
+
+def sort_rows(rows: list[Row], sort_key: str, ascending: bool) -> list[Row]:
+    """Rows in the order of a sort key, those lacking its field last; an unknown key sorts by id."""
+    value = SORT_VALUES.get(sort_key, lambda row: value_of(row, "id"))
+    keyed = [(value(row), row) for row in rows]
+    present = sorted((pair for pair in keyed if pair[0] is not None), key=lambda pair: pair[0],
+                     reverse=not ascending)
+    return [row for _, row in present] + [row for key, row in keyed if key is None]

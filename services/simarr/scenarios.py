@@ -4,7 +4,9 @@
 STUCK_THRESHOLD_MINUTES=0.5, a Radarr movie stalled from the start and a
 metadata-less magnet are stuck after 30 s, and a Sonarr episode that stalls at
 20 s is stuck at about 50 s, while the movers move well over MIN_SIZE_CHANGE per
-30 s and do not finish within the first five minutes.
+30 s and do not finish within the first five minutes. A usenet episode finishes
+after 10 s and unpacks for 90 s (never stuck: it needs attention once it has
+waited a threshold), then is imported and leaves the queue.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ DEMO_DOWNLOADS: dict[str, list[dict[str, Any]]] = {
         {"title": "Fallout.S01E04.720p.AMZN.WEB-DL.DDP5.1.H.264-NTb", "state": "failed", "protocol": "usenet",
          "size": 1400 * MiB, "downloaded": 900 * MiB,
          "message": "Aborted, cannot be completed - https://sabnzbd.org/not-complete"},
+        {"title": "The.Penguin.S01E08.1080p.HMAX.WEB-DL.DDP5.1.H.264-NTb", "protocol": "usenet",
+         "size": 1200 * MiB, "downloaded": 1100 * MiB, "rate": 10 * MiB, "post_processing": 90, "import_after": 30},
         {"title": "Silo.S02E05.1080p.ATVP.WEB-DL.DDP5.1.H.264-FLUX", "state": "import_blocked",
          "size": 2600 * MiB, "downloaded": 2600 * MiB,
          "message": "Not an upgrade for existing episode file(s). Existing quality: Bluray-1080p. "

@@ -3,7 +3,8 @@
 Each instance lives under its URL base and answers its `/api/{v3|v1}` endpoints
 like the real server (auth, paging, 404s, empty bodies), plus a control API at
 `{url_base}/__simarr__/` that tests and the demo use to script downloads,
-inject faults and read the request log.
+inject faults, put the host to sleep, set how often figures refresh, load
+frozen records and read the request log.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from common.settings import UNKNOWN_ITEMS_FLAG
 from common.torrent_clients import ClientError
 from services.simarr.model import SimInstance
 
@@ -199,7 +201,7 @@ def _api_reply(instance: SimInstance, method: str, path: str, query: dict[str, s
                body: Any, header_key: str | None) -> Reply:
     """The answer to one /api request, faults first (they stand for the server itself)."""
     mode = instance.fault_mode
-    if mode == "down":
+    if mode == "down" or instance.asleep():
         return Reply(0, drop=True)
     if mode == "slow":
         time.sleep(instance.fault_delay)
@@ -231,7 +233,8 @@ def _endpoint(instance: SimInstance, method: str, route: list[str], params: _Que
             page=params.integer("page", 1),
             page_size=max(1, params.integer("pageSize", 10)),
             sort_key=params.get("sortKey") or "timeleft",
-            ascending=(params.get("sortDirection") or "ascending").lower() != "descending")
+            ascending=(params.get("sortDirection") or "ascending").lower() != "descending",
+            include_unknown=params.boolean(UNKNOWN_ITEMS_FLAG[instance.kind], False))
         if instance.fault_mode == "missing_fields":
             for record in page["records"][::2]:
                 for key in ("size", "sizeleft", "status"):
@@ -276,6 +279,12 @@ def _control(instance: SimInstance, method: str, path: str, raw_body: bytes) -> 
             return Reply.json(200, instance.add_bulk(**body))
         if method == "POST" and path == "fault":
             return Reply.json(200, instance.set_fault(**body))
+        if method == "POST" and path == "sleep":
+            return Reply.json(200, instance.sleep(**body))
+        if method == "POST" and path == "refresh":
+            return Reply.json(200, instance.set_refresh(**body))
+        if method == "POST" and path == "frozen":
+            return Reply.json(200, instance.load_frozen(**body))
         if method == "GET" and path == "requests":
             return Reply.json(200, instance.requests())
         if method == "POST" and path == "requests/clear":

@@ -19,7 +19,7 @@ class Finding:
     """One download as the analysis sees it now."""
 
     history: DownloadHistory
-    category: str | None        # "stuck", "inactive", "attention" or None
+    category: str | None        # "stuck", "inactive", "slow", "attention" or None
     soon_stuck: bool
     stalled_s: float            # seconds (holds excluded) without meaningful progress; 0 when moving
     stalled_from: float | None  # when that stretch began
@@ -27,6 +27,7 @@ class Finding:
     start_progress: float
     reason: str
     completion_at: float | None = None  # estimated from the measured rate, for movers
+    attention: str | None = None        # why it needs a human: "import_blocked" or "not_imported"
 
     def item(self) -> dict[str, Any]:
         """The ITEM of SPEC section 5, plus its evidence."""
@@ -41,6 +42,7 @@ class Finding:
             "title": first["title"],
             "status": first["status"],
             "category": self.category,
+            "attention": self.attention,
             "progress": round(progress, 2),
             "size": size,
             "sizeleft": sizeleft,
@@ -92,22 +94,34 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
     """
     now = history.last_seen
     size, sizeleft, downloaded, progress = history.measured()
+
+    def settled(category: str | None, reason: str, *, attention: str | None = None, stalled_s: float = 0.0,
+                stalled_from: float | None = None) -> Finding:
+        """A verdict that needs no progress measurement."""
+        return Finding(history, category, False, stalled_s, stalled_from, downloaded, progress, reason,
+                       attention=attention)
+
     if history.activity == "failed":
         first = history.records[0]
         state = first["tracked_state"] or first["status"]
-        return Finding(history, "inactive", False, 0.0, None, downloaded, progress,
-                       _recurring(history, f"{history.instance} marked it failed ({state})"))
-    if history.error_since is not None:
-        errored = now - history.error_since
-        if errored >= config.threshold_s and history.activity != "attention":
-            return Finding(history, "inactive", False, errored, history.error_since, downloaded, progress,
-                           _recurring(history, f"{history.instance} has reported an error for {_minutes(errored)}"))
+        return settled("inactive", _recurring(history, f"{history.instance} marked it failed ({state})"))
+    if history.error_since is not None and history.activity != "attention":
+        errored = history.counted_seconds(history.error_since, now)
+        if errored >= config.threshold_s:
+            return settled("inactive", _recurring(history, f"{history.instance} has reported an error for "
+                                                            f"{_minutes(errored)}"),
+                           stalled_s=errored, stalled_from=history.error_since)
     if history.activity == "attention":
-        return Finding(history, "attention", False, 0.0, None, downloaded, progress,
-                       "completed but import is blocked: needs a human")
+        return settled("attention", "completed but import is blocked: needs a human", attention="import_blocked")
+    if history.activity == "finished":
+        finished = history.counted_seconds(history.since, now)
+        if finished >= config.threshold_s:
+            return settled("attention", f"finished {_minutes(finished)} ago, not imported: the *arr is still "
+                                        "waiting for its download client (unpacking?)", attention="not_imported")
+        return settled(None, "finished: verifying, repairing or unpacking, then imported")
     stretch = history.stalled_since(now, downloaded, progress, config)
     if stretch is None:
-        return Finding(history, None, False, 0.0, None, downloaded, progress, history.activity)
+        return settled(None, history.activity)
     since, start = stretch
     stalled = history.counted_seconds(since, now)
     moved = downloaded - start[1]
@@ -116,13 +130,18 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
                   f"{human_size(moved)} downloaded (thresholds {config.min_progress:g} points, "
                   f"{human_size(config.min_bytes)}){client_evidence(history)}")
         return Finding(history, "stuck", False, stalled, since, start[1], start[2], _recurring(history, reason))
+    rate = history.rate(now, downloaded, config.threshold_s)
+    completion = now + sizeleft / rate if rate > 0 and size > 0 else None
+    active_for = history.counted_seconds(history.since, now)
+    if (config.slow_eta_s > 0 and active_for >= config.threshold_s and sizeleft > 0
+            and (rate <= 0 or sizeleft / rate > config.slow_eta_s)):
+        needs = "forever" if rate <= 0 else _minutes(sizeleft / rate)
+        return Finding(history, "slow", False, stalled, since, start[1], start[2],
+                       _recurring(history, f"at {human_size(rate)}/s it needs {needs} "
+                                           f"(more than {_minutes(config.slow_eta_s)})"), completion)
     soon = stalled >= SOON_STUCK_FRACTION * config.threshold_s
     reason = (f"no progress for {_minutes(stalled)}, stuck in {_minutes(config.threshold_s - stalled)}"
               if soon else "downloading")
     if history.on_hold:
         reason = "clock held: its download client stopped all downloads at once (outage)"
-    rate = history.rate(now, downloaded, config.threshold_s)
-    completion = now + sizeleft / rate if rate > 0 and size > 0 else None
     return Finding(history, None, soon, stalled, since, start[1], start[2], reason, completion)
-
-

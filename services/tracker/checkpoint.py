@@ -60,6 +60,7 @@ def load(tracker: Tracker, path: str | os.PathLike) -> bool:
     tracker.downloads = {}
     for history in histories:
         tracker.downloads.setdefault(history.instance, {})[history.key] = history
+    tracker.observed_until = max((history.last_seen for history in histories), default=0.0)
     tracker.judge(histories)
     log.info("restored %d downloads from %s", len(histories), source)
     return True

@@ -78,6 +78,23 @@ class DetectionConfig:
     min_bytes: float = 104857600.0
     history_s: float = 4 * 3600.0
     max_points: int = 50
+    poll_s: float = 30.0        # POLL_INTERVAL_SECONDS: a longer silence than 3 polls is time nobody saw
+    refresh_s: float = 60.0     # ARR_REFRESH_SECONDS: how often the *arrs refresh their figures
+    slow_eta_s: float = 72 * 3600.0  # SLOW_MAX_ETA_HOURS; 0 turns "slow" off
+
+    @property
+    def gap_s(self) -> float:
+        """Longer than this between two observations, the time between counts neither for nor against."""
+        return 3 * self.poll_s
+
+    @property
+    def stop_window_s(self) -> float:
+        """A download has stopped moving when its bytes have not risen for longer than this (outage guard).
+
+        Never a single poll: the *arrs refresh their figures only every `refresh_s`, and a rise
+        just after one poll is seen only at the next one.
+        """
+        return max(3 * self.poll_s, self.refresh_s + self.poll_s)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "DetectionConfig":
@@ -85,7 +102,10 @@ class DetectionConfig:
                    min_progress=settings.min_progress_change,
                    min_bytes=settings.min_size_change,
                    history_s=settings.progress_history_hours * 3600.0,
-                   max_points=settings.max_snapshots_per_download)
+                   max_points=settings.max_snapshots_per_download,
+                   poll_s=settings.poll_interval_seconds,
+                   refresh_s=settings.arr_refresh_seconds,
+                   slow_eta_s=settings.slow_max_eta_hours * 3600.0)
 
 
 @dataclass(slots=True)
@@ -95,18 +115,20 @@ class DownloadHistory:
     instance: str
     key: str
     first_seen: float
-    activity: str = "idle"            # see analysis.classify
-    active_since: float | None = None  # start of the current unbroken active stretch
+    activity: str = "idle"             # see common.downloads.classify
+    since: float | None = None         # start of the current unbroken stretch of this activity
     error_since: float | None = None   # start of an unbroken trackedDownloadStatus "error"
-    moving: bool = False               # bytes rose at the last poll (outage guard)
-    was_moving: bool = False           # bytes rose at the poll before
     last_bytes: int = 0                # bytes at the last poll
     last_seen: float = 0.0             # time of the last poll that saw it: verdicts rest on evidence up to here
-    verdict: str | None = None         # "stuck", "inactive", "attention", "soon_stuck" or None, as of last_seen
+    verdict: str | None = None         # "stuck", "inactive", "slow", "attention", "soon_stuck" or None
     withheld: str | None = None        # why no removal may rest on the verdict now (its client is unreachable)
-    held: list = field(default_factory=list)  # [start, end|None] spans when an outage held the clock
+    held: list = field(default_factory=list)  # [start, end|None]: time nobody saw, or an outage held the clock
     points: list = field(default_factory=list)
     stored: list = field(default_factory=list)  # the latest queue records of this download, compacted
+    # The outage guard's view, not checkpointed: a restarted tracker starts without evidence of outages.
+    moved: bool = False                # bytes rose at the last observation
+    rose: bool = False                 # bytes rose at some observation since the tracker started
+    quiet_s: float = 0.0               # observed seconds since the bytes last rose
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -141,12 +163,21 @@ class DownloadHistory:
     def observe(self, now: float, downloaded: int, progress: float, activity: str,
                 tracked_error: bool, config: DetectionConfig) -> None:
         last = self.points[-1] if self.points else None
+        if last is not None:
+            step = now - self.last_seen
+            if step > config.gap_s:
+                # Time nobody saw (a host asleep, a process down, an *arr not answering) is no evidence:
+                # the clock is held over it, as if it had not happened.
+                if not self.on_hold:
+                    self.held.append([self.last_seen, now])
+                step = 0.0
+            self.moved = downloaded > self.last_bytes
+            self.rose = self.rose or self.moved
+            self.quiet_s = 0.0 if self.moved else self.quiet_s + step
         self.last_seen = now
-        self.was_moving = self.moving
-        self.moving = last is not None and downloaded > self.last_bytes
         self.last_bytes = downloaded
         if activity != self.activity or last is None:
-            self.active_since = now if activity == "active" else None
+            self.since = now
         self.activity = activity
         if tracked_error:
             self.error_since = self.error_since if self.error_since is not None else now
@@ -159,8 +190,9 @@ class DownloadHistory:
         self._thin(now, config)
 
     def _thin(self, now: float, config: DetectionConfig) -> None:
-        horizon = now - max(config.history_s, config.threshold_s)
-        anchor = self._anchor_index(now - config.threshold_s - self.held_seconds(now))
+        window_start = self.observed_start(now, config.threshold_s)
+        horizon = min(now - config.history_s, window_start)
+        anchor = self._anchor_index(window_start)
         # Points before the anchor only serve charts: age them out first.
         drop = 0
         while drop < anchor and self.points[drop + 1][0] <= horizon:
@@ -177,8 +209,7 @@ class DownloadHistory:
             candidates = range(anchor + 1, len(self.points) - 1)
             victim = min(candidates, key=lambda i: self.points[i][0] - self.points[i - 1][0])
             del self.points[victim]
-        cutoff = now - config.history_s
-        self.held = [span for span in self.held if span[1] is None or span[1] > cutoff]
+        self.held = [span for span in self.held if span[1] is None or span[1] > horizon]
 
     def _anchor_index(self, window_start: float) -> int:
         """Index of the newest point at or before window_start (0 when none is)."""
@@ -211,6 +242,19 @@ class DownloadHistory:
         """Seconds from start to now that count towards the threshold (holds excluded)."""
         return max(0.0, now - start - self.held_seconds(now, since=start))
 
+    def observed_start(self, now: float, seconds: float) -> float:
+        """The time from which `seconds` of observed time (holds excluded) reach up to now."""
+        start, remaining = now, seconds
+        for span_start, span_end in sorted(self.held, reverse=True):
+            end = min(now if span_end is None else span_end, start)
+            if end <= span_start:
+                continue
+            if start - end >= remaining:
+                break
+            remaining -= start - end
+            start = span_start
+        return start - remaining
+
     # --- questions the analysis asks --------------------------------------
     def stalled_since(self, now: float, downloaded: int, progress: float,
                       config: DetectionConfig) -> tuple[float, Point] | None:
@@ -218,42 +262,49 @@ class DownloadHistory:
 
         Returns (start time, the point at the start); None when the download is not active.
         """
-        if self.active_since is None or not self.points:
+        if self.activity != "active" or self.since is None or not self.points:
             return None
         start = None
         for point in reversed(self.points):
-            if point[0] < self.active_since:
+            if point[0] < self.since:
                 break
             if downloaded - point[1] >= config.min_bytes or progress - point[2] >= config.min_progress:
                 break
             start = point
         if start is None:  # it moved by a threshold since the newest point: no stretch at all
-            return now, [now, downloaded, progress, self.activity]
-        return max(start[0], self.active_since), start
+            return now, (now, downloaded, progress, self.activity)
+        return max(start[0], self.since), start
 
     def rate(self, now: float, downloaded: int, window_s: float) -> float:
-        """Bytes per second measured over the active part of the last window_s seconds."""
-        if self.active_since is None:
+        """Bytes per observed second over the active part of the last window_s observed seconds."""
+        if self.activity != "active" or self.since is None:
             return 0.0
-        since = max(now - window_s, self.active_since)
-        reference = next((p for p in self.points if p[0] >= since), None)
-        if reference is None or now <= reference[0]:
+        since = max(self.observed_start(now, window_s), self.since)
+        reference = None
+        for point in self.points:  # the newest point at or before `since`, else the first after it
+            if point[0] > since and reference is not None:
+                break
+            reference = point
+        if reference is None:
             return 0.0
-        return max(0.0, (downloaded - reference[1]) / (now - reference[0]))
+        counted = self.counted_seconds(max(reference[0], self.since), now)
+        return max(0.0, (downloaded - reference[1]) / counted) if counted > 0 else 0.0
 
     # --- checkpoint --------------------------------------------------------
     def to_state(self) -> dict:
         return {"instance": self.instance, "key": self.key, "first_seen": self.first_seen,
-                "activity": self.activity, "active_since": self.active_since,
+                "activity": self.activity, "since": self.since,
                 "error_since": self.error_since, "held": self.held, "points": self.points,
                 "records": self.records, "last_bytes": self.last_bytes, "last_seen": self.last_seen}
 
     @classmethod
     def from_state(cls, state: dict) -> "DownloadHistory":
         history = cls(instance=sys.intern(state["instance"]), key=state["key"], first_seen=state["first_seen"],
-                      activity=state["activity"], active_since=state["active_since"],
+                      activity=state["activity"], since=state.get("since", state.get("active_since")),
                       error_since=state["error_since"], held=state["held"],
                       points=[tuple(point) for point in state["points"]],
                       last_bytes=state["last_bytes"], last_seen=state["last_seen"])
         history.keep_records([dict(RECORD_DEFAULTS, **record) for record in state["records"]])
+        # Outages are not checkpointed: a clock is never held by an outage that is no longer reported.
+        history.release(history.last_seen)
         return history

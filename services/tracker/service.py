@@ -27,7 +27,7 @@ def query_handlers(tracker: Tracker, settings: Settings) -> dict:
         "log_level": set_log_level,
         "check": lambda body: tracker.check(),
         "progress": lambda body: tracker.progress(settings.thresholds()),
-        "analyze": lambda body: tracker.analyze(body["include_import_blocked"]),
+        "analyze": lambda body: tracker.analyze(body["include_import_blocked"], body.get("include_slow", False)),
         "history": lambda body: tracker.history(body["instance"], body["download_id"]),
     }
 

@@ -46,6 +46,14 @@ class InstanceState:
         return age if age > STALE_FACTOR * self.next_within + STALE_SLACK_SECONDS else None
 
 
+@dataclass
+class Outage:
+    """A download client whose active downloads all stopped moving together: their clocks are held."""
+
+    since: float
+    held: set[str]  # the download keys whose clocks it holds
+
+
 class Tracker:
     def __init__(self, config: DetectionConfig, clock: Clock) -> None:
         self.config = config
@@ -53,8 +61,14 @@ class Tracker:
         self.instances: dict[str, InstanceState] = {}
         # instance -> download key -> history; one instance's snapshot replaces only its own dict.
         self.downloads: dict[str, dict[str, DownloadHistory]] = {}
-        self.outages: dict[tuple[str, str], float] = {}  # (instance, client) -> since
+        self.outages: dict[tuple[str, str], Outage] = {}  # (instance, download client) -> its outage
         self.download_clients: dict[str, dict[str, Any]] = {}  # name -> its latest health, as a poller saw it
+        self.observed_until = 0.0  # the latest observation: a clock that steps back counts no time
+
+    def observation_time(self) -> float:
+        """Now, never earlier than the latest observation (verdicts need time to run forwards)."""
+        self.observed_until = max(self.observed_until, self.clock.now())
+        return self.observed_until
 
     # --- ingest ------------------------------------------------------------
     def ingest(self, snapshot: dict[str, Any]) -> None:
@@ -74,13 +88,14 @@ class Tracker:
             self.download_clients[client["name"]] = dict(client, reported_at=instance.last_snapshot_at)
         if snapshot["records"] is None:
             return  # an unhealthy poll says nothing about the queue: keep every history
-        now = self.clock.now()
+        now = self.observation_time()
         grouped: dict[str, list[dict]] = defaultdict(list)
         for record in snapshot["records"]:
             grouped[download_key(record)].append(record)
         instance.records = len(snapshot["records"])
         previous = self.downloads.get(name, {})
         current: dict[str, DownloadHistory] = {}
+        observed: list[DownloadHistory] = []
         for key, records in grouped.items():
             history = previous.get(key)
             if any(record["status"] == UNKNOWN_STATUS for record in records):
@@ -101,8 +116,12 @@ class Tracker:
             tracked_error = any(record["tracked_status"] == "error" for record in records)
             history.observe(now, downloaded, progress, classify_download(records), tracked_error, self.config)
             current[key] = history
-        self.downloads[name] = current  # downloads that left the queue leave the tracker
-        self._guard_outages(name, current.values(), now)
+            observed.append(history)
+        if snapshot.get("complete", True):
+            self.downloads[name] = current  # downloads that left the queue leave the tracker
+        else:  # an incomplete read of the queue: what was not read is kept, not dropped
+            self.downloads[name] = {**previous, **current}
+        self._guard_outages(name, observed, now)
         self.judge(current.values())
 
     def judge(self, histories: Iterable[DownloadHistory]) -> None:
@@ -112,28 +131,49 @@ class Tracker:
             finding = examine(history, self.config)
             history.verdict = finding.category or ("soon_stuck" if finding.soon_stuck else None)
 
-    def _guard_outages(self, instance: str, histories: Any, now: float) -> None:
-        """Hold the clocks of a download client whose active downloads all stopped at once."""
+    def _guard_outages(self, instance: str, observed: list[DownloadHistory], now: float) -> None:
+        """Hold the clocks of a download client whose active downloads all stopped moving together.
+
+        "Stopped" is judged over a window (`DetectionConfig.stop_window_s`), never a single poll:
+        the *arrs refresh their figures only about once a minute.
+        """
         by_client: dict[str, list[DownloadHistory]] = defaultdict(list)
-        for history in histories:
+        for history in observed:
             if history.activity == "active":
                 by_client[history.download_client or "unknown"].append(history)
-        for key in [k for k in self.outages if k[0] == instance and k[1] not in by_client]:
-            del self.outages[key]
+        histories = self.downloads.get(instance, {})
+        for (name, client), outage in list(self.outages.items()):
+            if name != instance:
+                continue
+            group = by_client.get(client, [])
+            left = outage.held - {history.key for history in group}
+            for key in left:  # unavailable, paused, gone, or no longer observed: no longer held
+                if key in histories:
+                    histories[key].release(now)
+            outage.held -= left
+            if not outage.held or any(history.moved for history in group):
+                self._end_outage(instance, client, now)
+                continue
+            for history in group:  # a download that joined the client meanwhile is held too
+                history.hold(now)
+                outage.held.add(history.key)
+        window = self.config.stop_window_s
         for client, group in by_client.items():
-            key = (instance, client)
-            moving = any(h.moving for h in group)
-            stopped_now = sum(1 for h in group if h.was_moving and not h.moving)
-            if key not in self.outages and not moving and stopped_now >= OUTAGE_MIN_DOWNLOADS:
-                self.outages[key] = now
-            if key in self.outages:
-                if moving:
-                    del self.outages[key]
-                    for history in group:
-                        history.release(now)
-                else:
-                    for history in group:
-                        history.hold(now)
+            if (instance, client) in self.outages or any(history.quiet_s <= window for history in group):
+                continue
+            together = [h for h in group if h.rose and h.quiet_s <= 2 * window + self.config.poll_s]
+            if len(together) >= OUTAGE_MIN_DOWNLOADS:
+                for history in group:
+                    history.hold(now)
+                self.outages[(instance, client)] = Outage(now, {history.key for history in group})
+
+    def _end_outage(self, instance: str, client: str, now: float) -> None:
+        """An outage ends, and every clock it held is released."""
+        outage = self.outages.pop((instance, client))
+        histories = self.downloads.get(instance, {})
+        for key in outage.held:
+            if key in histories:
+                histories[key].release(now)
 
     # --- queries -------------------------------------------------------------
     def histories(self) -> Iterator[DownloadHistory]:
@@ -166,8 +206,9 @@ class Tracker:
                 for _, c in sorted(self.download_clients.items())]
 
     def outage_report(self) -> list[dict[str, Any]]:
-        return [{"instance": instance, "download_client": client, "since": since}
-                for (instance, client), since in sorted(self.outages.items())]
+        return [{"instance": instance, "download_client": client, "since": outage.since,
+                 "downloads": sorted(outage.held)}
+                for (instance, client), outage in sorted(self.outages.items())]
 
     def check(self) -> dict[str, Any]:
         items = [finding.item() for finding in self.findings()]
@@ -176,13 +217,14 @@ class Tracker:
                 "outages": self.outage_report(), "downloads": items, "tracked": len(items)}
 
     def progress(self, config_report: dict[str, Any]) -> dict[str, Any]:
-        findings = self.findings("stuck", "inactive", "attention", "soon_stuck")
+        findings = self.findings("stuck", "inactive", "slow", "attention", "soon_stuck")
         def items(category: str) -> list[dict]:
             return [f.item() for f in findings if f.category == category]
         return {
             "tracked": sum(len(histories) for histories in self.downloads.values()),
             "stuck": items("stuck"),
             "inactive": items("inactive"),
+            "slow": items("slow"),
             "soon_stuck": [f.item() for f in findings if f.soon_stuck],
             "attention": items("attention"),
             "outages": self.outage_report(),
@@ -191,12 +233,20 @@ class Tracker:
             "config": config_report,
         }
 
-    def analyze(self, include_import_blocked: bool) -> dict[str, Any]:
-        categories = {"stuck", "inactive"} | ({"attention"} if include_import_blocked else set())
-        findings = self.findings("stuck", "inactive", "attention")
-        return {"candidates": [f.item() for f in findings if f.category in categories and not f.history.withheld],
-                "withheld": [f.item() for f in findings if f.category in categories and f.history.withheld],
+    def analyze(self, include_import_blocked: bool, include_slow: bool = False) -> dict[str, Any]:
+        """Removal candidates: stuck and inactive downloads, import-blocked and slow ones when asked.
+
+        A finished download waiting for import is never one: removing it would delete a complete download.
+        """
+        def removable(finding: Finding) -> bool:
+            return (finding.category in ("stuck", "inactive")
+                    or (finding.category == "slow" and include_slow)
+                    or (finding.attention == "import_blocked" and include_import_blocked))
+        findings = self.findings("stuck", "inactive", "slow", "attention")
+        return {"candidates": [f.item() for f in findings if removable(f) and not f.history.withheld],
+                "withheld": [f.item() for f in findings if removable(f) and f.history.withheld],
                 "attention": [f.item() for f in findings if f.category == "attention"],
+                "slow": [f.item() for f in findings if f.category == "slow"],
                 "pollers": {i.name: i.poller_endpoint for i in self.instances.values() if i.poller_endpoint}}
 
     def history(self, instance: str, key: str) -> dict[str, Any]:

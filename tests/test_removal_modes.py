@@ -1,0 +1,164 @@
+"""How each download is removed (SPEC section 4), proven by what simarr and a download client were asked.
+
+The poller's Remover runs here against simarr over real HTTP, and against a small qBittorrent
+stand-in on loopback that answers what a test sets: a private flag, none at all, or the flag of a
+qBittorrent too old to tell.
+"""
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from common.clock import ManualClock
+from common.protocol import removal_request
+from common.settings import DownloadClientConfig, InstanceConfig
+from services.poller.arr_client import ArrClient
+from services.poller.audit import AuditLog
+from services.poller.download_clients import DownloadClients
+from services.poller.removal import RemovalMemory, RemovalPolicy, Remover
+from services.simarr.model import SimInstance
+from services.simarr.server import SimarrServer
+
+GB = 1024 ** 3
+HASH = "C0FFEE" * 6 + "ABCD"
+
+
+class QBittorrentStandIn:
+    """qBittorrent's Web API, as much of it as the poller uses; every call is logged in order."""
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+        self.private: dict[str, object] = {}  # torrents/properties' answer; {} as a qBittorrent too old to tell
+        self.completed = GB // 10  # the torrent's bytes
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.answer()
+
+            def do_POST(self):
+                self.answer()
+
+            def answer(self):
+                url = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode()) if length else {}
+                stand_in.log.append(("qbittorrent", url.path))
+                body, headers = stand_in.reply(url.path, form), {}
+                if url.path.endswith("auth/login"):
+                    headers["Set-Cookie"] = "QBT_SID_8080=abc; path=/"
+                self.send_response(200)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def reply(self, path: str, form: dict) -> bytes:
+        if path.endswith("auth/login"):
+            return b"Ok."
+        if path.endswith("torrents/info"):
+            return json.dumps([{"hash": HASH.lower(), "state": "stalledDL", "completed": self.completed, "size": GB,
+                                "dlspeed": 0, "last_activity": 0, "num_seeds": 0, "num_leechs": 0}]).encode()
+        if path.endswith("torrents/properties"):
+            return json.dumps(self.private).encode()
+        return b""
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def world(tmp_path):
+    """simarr's Sonarr holding one stalled torrent, a qBittorrent stand-in, and a Remover for both."""
+    log: list = []
+    clock = ManualClock(time.time())
+    sonarr = SimInstance(name="sonarr", kind="sonarr", url_base="", api_key="key", clock=clock)
+    queue_ids = sonarr.add_download(title="Stalled.Show.S01E01", size=GB, downloaded=GB // 10, state="stalled",
+                                    download_id=HASH)["queue_ids"]
+    simarr = SimarrServer([sonarr])
+    simarr.start_background()
+    qbittorrent = QBittorrentStandIn(log)
+
+    def remover(blocklist=True, removed_before=0):
+        audit = AuditLog(tmp_path / "removals.jsonl")
+        memory = RemovalMemory(audit)
+        for _ in range(removed_before):
+            memory.add("sonarr", HASH)
+        return Remover({"sonarr": ArrClient(InstanceConfig("sonarr", "sonarr", f"http://127.0.0.1:{simarr.port}",
+                                                          "key"), 2)},
+                       RemovalPolicy(min_bytes=GB, min_progress=50, blocklist=blocklist), audit, clock,
+                       DownloadClients([DownloadClientConfig("qbittorrent", "qbittorrent", qbittorrent.url,
+                                                             "admin", "pw")], 2), memory)
+
+    item = {"instance": "sonarr", "download_id": HASH, "queue_ids": queue_ids, "title": "Stalled.Show.S01E01",
+            "category": "stuck", "progress": 10.0, "size": GB, "sizeleft": GB - GB // 10, "reason": "no progress"}
+    yield sonarr, qbittorrent, remover, item, log
+    simarr.shutdown()
+    qbittorrent.close()
+
+
+def remove(remover, item):
+    request = removal_request([item], requested_by="test", dry_run=False, include_import_blocked=False,
+                              now=time.time(), valid_for=30)
+    [result] = remover.handle(request)["results"]
+    return result
+
+
+def deletes(sonarr):
+    return [r["query"] for r in sonarr.requests() if r["method"] == "DELETE"]
+
+
+@pytest.mark.parametrize("answer", [{"is_private": False}, {}], ids=["public", "a client too old to tell"])
+def test_unknown_privacy_is_asked_before_removing_and_then_public(world, answer):
+    sonarr, qbittorrent, remover, item, log = world
+    qbittorrent.private = answer
+    result = remove(remover(), item)
+    assert result["result"] == "removed"
+    assert ("qbittorrent", "/api/v2/torrents/properties") in log  # asked, although no poll had asked yet
+    assert deletes(sonarr) == [{"removeFromClient": "true", "blocklist": "true", "skipRedownload": "false"}]
+
+
+def test_a_private_torrent_is_kept_seeding(world):
+    sonarr, qbittorrent, remover, item, log = world
+    qbittorrent.private = {"is_private": True}
+    result = remove(remover(), item)
+    assert result["result"] == "removed" and "kept seeding" in result["detail"]
+    assert ("qbittorrent", "/api/v2/torrents/addTags") in log
+    assert deletes(sonarr) == [{"removeFromClient": "false", "blocklist": "true", "skipRedownload": "false"}]
+
+
+def test_a_recurring_download_is_blocklisted_even_when_cleanup_does_not_blocklist(world):
+    sonarr, qbittorrent, remover, item, log = world
+    qbittorrent.private = {"is_private": False}
+    result = remove(remover(blocklist=False, removed_before=1), item)
+    assert result["result"] == "removed" and "recurring (removed 1x before)" in result["detail"]
+    assert deletes(sonarr) == [{"removeFromClient": "true", "blocklist": "true", "skipRedownload": "false"}]
+
+
+def test_without_recurring_cleanup_blocklist_false_is_respected(world):
+    sonarr, qbittorrent, remover, item, log = world
+    qbittorrent.private = {"is_private": False}
+    remove(remover(blocklist=False), item)
+    assert deletes(sonarr) == [{"removeFromClient": "true", "blocklist": "false", "skipRedownload": "false"}]
+
+
+def test_a_download_that_finished_since_the_analysis_is_kept(world):
+    sonarr, qbittorrent, remover, item, log = world
+    sonarr.update_download(HASH, state="post_processing", downloaded=GB)
+    qbittorrent.completed = GB
+    result = remove(remover(), item)
+    assert (result["result"], result["detail"]) == (
+        "skipped", "finished since analysis: complete and waiting for import, so it is kept")
+    assert deletes(sonarr) == []
