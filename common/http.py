@@ -18,14 +18,20 @@ class ServiceHttpError(Exception):
         self.reason = reason
 
 
+def no_answer(exc: BaseException | None, where: str, timeout: float,
+              error: type[ServiceHttpError] = ServiceHttpError) -> ServiceHttpError:
+    """A request that got no answer at all, in words: state "unreachable"."""
+    if isinstance(exc, requests.Timeout):
+        return error("unreachable", f"no answer from {where} within {timeout:g}s")
+    if isinstance(exc, requests.ConnectionError):
+        return error("unreachable", f"cannot connect to {where}")
+    return error("unreachable", f"request to {where} failed: {type(exc).__name__}")
+
+
 def send(session: requests.Session, method: str, url: str, *, timeout: float, where: str,
          error: type[ServiceHttpError], **kwargs: Any) -> requests.Response:
     """The response to one request; no answer at all raises `error` with state "unreachable"."""
     try:
         return session.request(method, url, timeout=timeout, **kwargs)
-    except requests.Timeout:
-        raise error("unreachable", f"no answer from {where} within {timeout:g}s") from None
-    except requests.ConnectionError:
-        raise error("unreachable", f"cannot connect to {where}") from None
     except requests.RequestException as exc:
-        raise error("unreachable", f"request to {where} failed: {type(exc).__name__}") from None
+        raise no_answer(exc, where, timeout, error) from None

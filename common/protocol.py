@@ -10,7 +10,8 @@ Message types (requests name what they ask; every reply is "ok" or "error"):
 type       direction     body
 ========== ============= ==================================================
 snapshot   poller→tracker ``QueueSnapshot`` as a map (see ``snapshot_body``)
-check      →tracker       ``{}``: the current queue as the tracker sees it
+check      →tracker       ``{"offset"?: int, "limit"?: int}``: the current queue as the tracker sees it,
+                          `limit` downloads from `offset` (all without a limit; see ``merge_check``)
 progress   →tracker       ``{}``: statistics, stuck, inactive, soon stuck
 analyze    →tracker       ``{"include_import_blocked": bool, "include_slow"?: bool}``: removal candidates
 history    →tracker       ``{"instance": str, "download_id": str}``: chart points
@@ -62,8 +63,9 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
 # type -> {field: accepted python types} for fields a sender may leave out (newer than the first version).
 OPTIONAL_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "snapshot": {"complete": (bool,)},  # False: the queue was read incompletely; keep what was not seen
+    "check": {"offset": (int,), "limit": (int,)},
     "analyze": {"include_slow": (bool,)},
-    "remove": {"include_slow": (bool,)},
+    "remove": {"include_slow": (bool,), "sent_at": _NUMBER},
 }
 
 # Fields of one normalised queue record inside a snapshot (see services.poller.normalize).
@@ -186,10 +188,18 @@ def decode(data: bytes) -> Message:
 def removal_request(downloads: list[dict[str, Any]], *, requested_by: str, dry_run: bool,
                     include_import_blocked: bool, now: float, valid_for: float,
                     include_slow: bool = False) -> dict[str, Any]:
-    """The body of a "remove" request: a fresh id, so a retry is recognised, and an expiry."""
-    return {"request_id": uuid.uuid4().hex, "expires_at": now + valid_for, "requested_by": requested_by,
-            "dry_run": dry_run, "include_import_blocked": include_import_blocked, "include_slow": include_slow,
-            "downloads": downloads}
+    """The body of a "remove" request: a fresh id, so a retry is recognised, the sender's time, and
+    `expires_at`: the poller starts nothing after it (`valid_for` is shorter than the sender's wait,
+    so a removal never starts after the sender gave up)."""
+    return {"request_id": uuid.uuid4().hex, "sent_at": now, "expires_at": now + valid_for,
+            "requested_by": requested_by, "dry_run": dry_run, "include_import_blocked": include_import_blocked,
+            "include_slow": include_slow, "downloads": downloads}
+
+
+def unanswered(request: dict[str, Any], poller: str) -> list[dict[str, Any]]:
+    """The RESULTs of a "remove" request its poller did not answer: each download failed, naming it."""
+    return [dict(item, result="failed", detail=f"poller {poller} did not answer; nothing of it was removed")
+            for item in request["downloads"]]
 
 
 def removal_requests(analysis: dict[str, Any], default_endpoint: str, **request: Any) -> dict[str, dict[str, Any]]:
@@ -203,6 +213,31 @@ def removal_requests(analysis: dict[str, Any], default_endpoint: str, **request:
         endpoint = analysis.get("pollers", {}).get(item["instance"], default_endpoint)
         grouped.setdefault(endpoint, []).append(item)
     return {endpoint: removal_request(items, **request) for endpoint, items in grouped.items()}
+
+
+# Downloads per "check" answer: a whole queue of 100,000 downloads would not fit in one message.
+CHECK_PAGE_SIZE = 5000
+
+
+def check_page(offset: int) -> dict[str, Any]:
+    """The body of a "check" request for the page starting at `offset`."""
+    return {"offset": offset, "limit": CHECK_PAGE_SIZE}
+
+
+def merge_check(whole: dict[str, Any] | None, page: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """Add one page of a "check" answer to what came before; returns the whole so far and the
+    offset of the next page to ask for (None when every download is there)::
+
+        check, offset = None, 0
+        while offset is not None:
+            check, offset = merge_check(check, ask("check", check_page(offset)))
+    """
+    if whole is None:
+        whole = page
+    else:
+        whole["downloads"].extend(page["downloads"])
+    have = len(whole["downloads"])
+    return whole, (have if page["downloads"] and have < page["tracked"] else None)
 
 
 def ok(body: dict[str, Any] | None = None) -> bytes:

@@ -9,6 +9,11 @@ import sys
 import threading
 
 
+class ProcessFailed(RuntimeError):
+    """The process cannot go on as it should (a thread of it died): it exits non-zero, so that its
+    supervisor restarts it, rather than run half-dead."""
+
+
 def configure_logging(process: str, level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO), stream=sys.stderr, force=True,

@@ -38,6 +38,9 @@ CLEANUP_PRIVATE_CHOICES = ("keep", "remove")
 
 SECRET_SETTINGS = ("DISCORD_TOKEN",)
 
+# Discord rate-limits message edits (per channel, shared by the board, its warnings, /check and page turns).
+DISCORD_MIN_CHECK_INTERVAL = 30.0
+
 
 class SettingsError(ValueError):
     """A setting that cannot be used; str() is one line fit for the user."""
@@ -110,6 +113,12 @@ class Settings:
     removal_timeout_seconds: float = 60.0
     arr_refresh_seconds: float = 60.0
     slow_max_eta_hours: float = 72.0
+    auto_cleanup: tuple[str, ...] = ()  # categories removed without a human (SPEC 4.1); empty: off
+    auto_cleanup_dry_run: bool = False
+    auto_cleanup_confirmations: int = 2
+    auto_cleanup_max_per_hour: int = 10
+    stats_db: str = "data/discarr.sqlite3"
+    stats_retention_days: float = 365.0
     simarr_port: int = 8989
     log_level: str = "INFO"
 
@@ -120,6 +129,14 @@ class Settings:
     @property
     def stuck_threshold_seconds(self) -> float:
         return self.stuck_threshold_minutes * 60.0
+
+    @property
+    def effective_check_interval(self) -> float:
+        """CHECK_INTERVAL, but with a Discord token at least DISCORD_MIN_CHECK_INTERVAL: a faster board
+        would only collect 429s from Discord. The terminal board has no such limit (tests use fractions)."""
+        if self.discord_token:
+            return max(self.check_interval, DISCORD_MIN_CHECK_INTERVAL)
+        return self.check_interval
 
     def thresholds(self) -> dict:
         """The detection settings, as shown by `/progress` and `--json`."""
@@ -159,13 +176,6 @@ def _positive(name: str, value: str) -> float:
 
 def _non_negative(name: str, value: str) -> float:
     return _number(name, value, strict=False)
-
-
-def _count(name: str, value: str) -> int:
-    number = _number(name, value, minimum=2, strict=False)
-    if number != int(number):
-        raise _bad(name, value, "expected a whole number")
-    return int(number)
 
 
 def _port(name: str, value: str) -> int:
@@ -216,6 +226,26 @@ def _cleanup_private(name: str, value: str) -> str:
     return choice
 
 
+AUTO_CLEANUP_CATEGORIES = ("stuck", "inactive", "slow", "import_blocked")
+
+
+def _categories(name: str, value: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(part.strip().lower() for part in value.split(",") if part.strip()))
+    unknown = [part for part in chosen if part not in AUTO_CLEANUP_CATEGORIES]
+    if unknown:
+        raise _bad(name, value, f"{unknown[0]!r} is not a category; choose from {', '.join(AUTO_CLEANUP_CATEGORIES)}")
+    return chosen
+
+
+def _whole(minimum: int) -> Callable[[str, str], int]:
+    def parse(name: str, value: str) -> int:
+        number = _number(name, value, minimum=minimum, strict=False)
+        if number != int(number):
+            raise _bad(name, value, "expected a whole number")
+        return int(number)
+    return parse
+
+
 def _log_level(name: str, value: str) -> str:
     level = value.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -233,7 +263,7 @@ _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "MIN_PROGRESS_CHANGE": ("min_progress_change", _non_negative),
     "MIN_SIZE_CHANGE": ("min_size_change", _non_negative),
     "PROGRESS_HISTORY_HOURS": ("progress_history_hours", _positive),
-    "MAX_SNAPSHOTS_PER_DOWNLOAD": ("max_snapshots_per_download", _count),
+    "MAX_SNAPSHOTS_PER_DOWNLOAD": ("max_snapshots_per_download", _whole(2)),
     "CLEANUP_BLOCKLIST": ("cleanup_blocklist", _boolean),
     "CLEANUP_PRIVATE": ("cleanup_private", _cleanup_private),
     "TRACKER_STATE_FILE": ("tracker_state_file", lambda n, v: v),
@@ -249,6 +279,12 @@ _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "REMOVAL_TIMEOUT_SECONDS": ("removal_timeout_seconds", _positive),
     "ARR_REFRESH_SECONDS": ("arr_refresh_seconds", _non_negative),
     "SLOW_MAX_ETA_HOURS": ("slow_max_eta_hours", _non_negative),
+    "AUTO_CLEANUP": ("auto_cleanup", _categories),
+    "AUTO_CLEANUP_DRY_RUN": ("auto_cleanup_dry_run", _boolean),
+    "AUTO_CLEANUP_CONFIRMATIONS": ("auto_cleanup_confirmations", _whole(1)),
+    "AUTO_CLEANUP_MAX_PER_HOUR": ("auto_cleanup_max_per_hour", _whole(1)),
+    "STATS_DB": ("stats_db", lambda n, v: v),
+    "STATS_RETENTION_DAYS": ("stats_retention_days", _positive),
     "SIMARR_PORT": ("simarr_port", _port),
     "LOG_LEVEL": ("log_level", _log_level),
 }

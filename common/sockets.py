@@ -21,11 +21,15 @@ from typing import Any, Callable, Iterator
 import zmq
 import zmq.asyncio
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import parse_monitor_message
 
 from common import protocol
 from common.settings import CurveKeys
 
 log = logging.getLogger(__name__)
+
+# How long a new connection may take to come up before a request counts as undeliverable.
+CONNECT_GRACE_SECONDS = 2.0
 
 
 class ServiceUnavailable(RuntimeError):
@@ -111,10 +115,18 @@ def connect(context: zmq.Context, kind: int, endpoint: str, curve: CurveKeys | N
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def answer(data: bytes, handlers: dict[str, Handler], service: str) -> bytes:
-    """The reply to one request: a REP socket must always reply, even to garbage."""
+def one_frame(frames: list[bytes]) -> bytes:
+    """The one frame of a message; a message of several frames (or none) is garbage."""
+    if len(frames) != 1:
+        raise protocol.ProtocolError(f"a message is one frame, this one had {len(frames)}")
+    return frames[0]
+
+
+def answer(frames: list[bytes], handlers: dict[str, Handler], service: str) -> bytes:
+    """The reply to one whole message (every frame of it was read): a REP socket must always
+    reply, to garbage and to a handler that fails alike, and a reply must fit in one message."""
     try:
-        message = protocol.decode(data)
+        message = protocol.decode(one_frame(frames))
     except protocol.ProtocolError as exc:
         log.warning("%s rejected a message: %s", service, exc)
         return protocol.error(f"bad request: {exc}")
@@ -123,12 +135,26 @@ def answer(data: bytes, handlers: dict[str, Handler], service: str) -> bytes:
         log.warning("%s does not answer %r requests", service, message.type)
         return protocol.error(f"{service} does not answer {message.type!r} requests")
     try:
-        return protocol.ok(handler(message.body))
+        reply = protocol.ok(handler(message.body))
     except (ValueError, LookupError) as exc:
         return protocol.error(str(exc))
     except Exception:
         log.exception("%s failed on a %r request", service, message.type)
         return protocol.error(f"{service} failed on a {message.type!r} request; see its log")
+    if len(reply) > protocol.MAX_MESSAGE_BYTES:
+        log.warning("%s: the answer to a %r request is %d bytes, over the limit", service, message.type, len(reply))
+        return protocol.error(f"the answer is too large for one message ({len(reply)} bytes); ask for it in pages")
+    return reply
+
+
+def serve_one(sock: zmq.Socket, handlers: dict[str, Handler], service: str) -> None:
+    """Read one whole request from a REP socket and send its one-frame reply."""
+    sock.send(answer(sock.recv_multipart(), handlers, service))
+
+
+def wait_writable(sock: zmq.Socket, seconds: float) -> bool:
+    """Whether a socket with ZMQ_IMMEDIATE has a connected peer to take a message within `seconds`."""
+    return bool(sock.poll(max(0, int(seconds * 1000)), zmq.POLLOUT))
 
 
 class RequestClient:
@@ -147,7 +173,8 @@ class RequestClient:
 
     def _fresh_socket(self) -> zmq.Socket:
         self._drop_socket()
-        self._socket = connect(self._context, zmq.REQ, self.endpoint, self.curve)
+        # IMMEDIATE: a request is never queued for a peer that is not there.
+        self._socket = connect(self._context, zmq.REQ, self.endpoint, self.curve, immediate=1)
         return self._socket
 
     def _drop_socket(self) -> None:
@@ -167,11 +194,15 @@ class RequestClient:
         attempts = self.retries + 1
         for attempt in range(attempts):
             sock = self._socket or self._fresh_socket()
-            sock.send(payload)
             wait = max(0.0, (deadline - time.monotonic()) / (attempts - attempt))
-            if sock.poll(int(wait * 1000), zmq.POLLIN):
+            started = time.monotonic()
+            if not wait_writable(sock, min(wait, CONNECT_GRACE_SECONDS)):
+                break  # nobody is there to take it: no retry can do better
+            sock.send(payload)
+            wait -= time.monotonic() - started
+            if sock.poll(int(max(0.0, wait) * 1000), zmq.POLLIN):
                 try:
-                    reply = protocol.decode(sock.recv())
+                    reply = protocol.decode(one_frame(sock.recv_multipart()))
                 except protocol.ProtocolError as exc:
                     self._drop_socket()
                     raise ServiceError(f"{self.service} sent a bad reply: {exc}") from None
@@ -181,6 +212,7 @@ class RequestClient:
             # No answer: a REQ socket cannot send again, so start afresh (Lazy Pirate).
             self._drop_socket()
             log.debug("%s did not answer attempt %d at %s", self.service, attempt + 1, self.endpoint)
+        self._drop_socket()
         raise ServiceUnavailable(
             f"{self.service} did not answer at {self.endpoint} within {budget:g}s; is it running?")
 
@@ -197,7 +229,14 @@ class RequestClient:
 
 
 class AsyncRequestClient:
-    """A zmq.asyncio client that many coroutines may use at once; every request has a timeout."""
+    """A zmq.asyncio client that many coroutines may use at once; every request has a timeout.
+
+    Nothing is queued for a peer that is not there: a monitor follows the DEALER socket's
+    connection, and a request is sent only while the peer is connected (else it fails at
+    once, naming the service). After a timeout the socket is replaced, so a request nobody
+    answered is never delivered later. (ZMQ_IMMEDIATE would say the same, but pyzmq's
+    asyncio sockets lose replies with it.)
+    """
 
     def __init__(self, service: str, endpoint: str, timeout: float, context: zmq.asyncio.Context,
                  curve: CurveKeys | None = None) -> None:
@@ -207,22 +246,63 @@ class AsyncRequestClient:
         self.timeout = timeout
         self._context = context
         self._socket: zmq.asyncio.Socket | None = None
-        self._receiver: asyncio.Task | None = None
+        self._monitor: zmq.asyncio.Socket | None = None
+        self._tasks: list[asyncio.Task] = []  # the receiver and the connection monitor of the socket
+        self._connected = asyncio.Event()
         self._pending: dict[bytes, asyncio.Future] = {}
 
     def _ensure_socket(self) -> zmq.asyncio.Socket:
+        if any(task.done() for task in self._tasks):
+            self._drop_socket()  # a task of the socket died (it logged why): start afresh
         if self._socket is None:
+            self._connected.clear()
             self._socket = connect(self._context, zmq.DEALER, self.endpoint, self.curve)
-            self._receiver = asyncio.get_running_loop().create_task(self._receive())
+            self._monitor = self._socket.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._receive(self._socket)),
+                           loop.create_task(self._watch(self._monitor))]
         return self._socket
 
-    async def _receive(self) -> None:
-        assert self._socket is not None
-        while True:
-            frames = await self._socket.recv_multipart()
-            waiter = self._pending.get(frames[0]) if len(frames) == 3 and frames[1] == b"" else None
-            if waiter is not None and not waiter.done():
-                waiter.set_result(frames[2])
+    def _drop_socket(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        self._connected.clear()
+        if self._socket is not None:
+            self._socket.disable_monitor()
+            self._socket.close(linger=0)
+            self._socket = None
+        if self._monitor is not None:  # closed here: a task cancelled before it ran never closes it
+            self._monitor.close(linger=0)
+            self._monitor = None
+
+    async def _receive(self, sock: zmq.asyncio.Socket) -> None:
+        try:
+            while True:
+                frames = await sock.recv_multipart()
+                waiter = self._pending.get(frames[0]) if len(frames) == 3 and frames[1] == b"" else None
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(frames[2])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the %s client stopped receiving; the next request opens a new socket", self.service)
+
+    async def _watch(self, monitor: zmq.asyncio.Socket) -> None:
+        """Follow the connection: requests are sent only while the peer is there."""
+        try:
+            while True:
+                event = parse_monitor_message(await monitor.recv_multipart())["event"]
+                if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self._connected.set()
+                else:
+                    self._connected.clear()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the %s client lost track of its connection; the next request opens a new socket",
+                          self.service)
 
     async def request(self, message_type: str, body: dict[str, Any] | None = None,
                       timeout: float | None = None) -> dict[str, Any]:
@@ -231,12 +311,16 @@ class AsyncRequestClient:
         request_id = uuid.uuid4().bytes
         waiter = asyncio.get_running_loop().create_future()
         self._pending[request_id] = waiter
+        unavailable = ServiceUnavailable(
+            f"{self.service} did not answer at {self.endpoint} within {budget:g}s; is it running?")
         try:
             sock = self._ensure_socket()
-            data = await asyncio.wait_for(self._send_and_wait(sock, request_id, payload, waiter), budget)
+            data = await asyncio.wait_for(self._send_and_wait(sock, request_id, payload, waiter, budget), budget)
         except asyncio.TimeoutError:
-            raise ServiceUnavailable(
-                f"{self.service} did not answer at {self.endpoint} within {budget:g}s; is it running?") from None
+            self._drop_socket()  # what it still holds for the silent peer is never delivered
+            raise unavailable from None
+        except _NobodyThere:
+            raise unavailable from None
         finally:
             self._pending.pop(request_id, None)
         try:
@@ -247,20 +331,20 @@ class AsyncRequestClient:
             raise ServiceError(f"{self.service}: {reply.body['error']}")
         return reply.body
 
-    @staticmethod
-    async def _send_and_wait(sock: zmq.asyncio.Socket, request_id: bytes, payload: bytes,
-                             waiter: asyncio.Future) -> bytes:
+    async def _send_and_wait(self, sock: zmq.asyncio.Socket, request_id: bytes, payload: bytes,
+                             waiter: asyncio.Future, budget: float) -> bytes:
+        try:
+            await asyncio.wait_for(self._connected.wait(), min(budget, CONNECT_GRACE_SECONDS))
+        except asyncio.TimeoutError:
+            raise _NobodyThere() from None
         await sock.send_multipart([request_id, b"", payload])
         return await waiter
 
     async def close(self) -> None:
-        if self._receiver is not None:
-            self._receiver.cancel()
-            try:
-                await self._receiver
-            except asyncio.CancelledError:
-                pass
-            self._receiver = None
-        if self._socket is not None:
-            self._socket.close(linger=0)
-            self._socket = None
+        tasks = self._tasks
+        self._drop_socket()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _NobodyThere(Exception):
+    """No peer took the request (ZMQ_IMMEDIATE): the service is not there."""

@@ -6,15 +6,17 @@ Exit codes (SPEC section 5): 0 done; 1 a service did not answer or failed;
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import click
 
-from common.runtime import configure_logging, stop_event_on_signals
+from common.runtime import ProcessFailed, configure_logging, stop_event_on_signals
 from common.settings import Settings, SettingsError, load_settings
 from common.sockets import RequestClient, ServiceError, ServiceUnavailable
+from common.version import VERSION
 
 
 def _settings() -> Settings:
@@ -28,9 +30,11 @@ def _settings() -> Settings:
 def _run_process(name: str, body: Callable[[Settings], None]) -> None:
     settings = _settings()
     configure_logging(name, settings.log_level)
+    if name != "simarr":  # the simulator is not discarr: a usage error of it stays one line
+        logging.getLogger("discarr").info("discarr %s %s starting", VERSION, name)
     try:
         body(settings)
-    except ServiceUnavailable as exc:  # e.g. an endpoint already in use
+    except (ServiceUnavailable, ProcessFailed) as exc:  # e.g. an endpoint already in use; a dead poll thread
         click.echo(f"discarr {name}: {exc}", err=True)
         sys.exit(1)
 
@@ -56,6 +60,7 @@ def _print_json(data: Any) -> None:
 
 
 @click.group()
+@click.version_option(VERSION, "--version", prog_name="discarr", message="%(prog)s %(version)s")
 def main() -> None:
     """discarr: find and clean up stuck Sonarr/Radarr/Lidarr/Readarr downloads."""
 
@@ -80,7 +85,7 @@ def bot(print_commands: bool) -> None:
     """Run the bot: the Discord bot with DISCORD_TOKEN, else the terminal board."""
     if print_commands:
         from services.bot.app import command_tree_json
-        _print_json(command_tree_json())
+        _print_json(command_tree_json(_settings()))
         return
 
     def body(settings: Settings) -> None:
@@ -177,6 +182,22 @@ def simarr(scenario: str, speed: float, downloads_from: str | None, refresh_seco
     _run_process("simarr", body)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def doctor(as_json: bool) -> None:
+    """Check this installation: *arrs, download clients, tracker, pollers, data paths, Discord, settings.
+
+    One line per check, with what to do about each that fails; exit 1 if any fails.
+    """
+    from services.doctor import render_text, report, run_checks
+    checks = run_checks()
+    if as_json:
+        _print_json(report(checks))
+    else:
+        click.echo(render_text(checks))
+    sys.exit(0 if all(check.ok for check in checks) else 1)
+
+
 @main.group()
 def keys() -> None:
     """CurveZMQ keys for running discarr across several hosts."""
@@ -197,8 +218,12 @@ def generate() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def check(as_json: bool) -> None:
     """The current queue as the tracker sees it."""
+    from common.protocol import check_page, merge_check
     from services.bot.terminal import make_console, render_board
-    answer = _ask(_settings(), "tracker", "check")
+    settings = _settings()
+    answer, offset = None, 0
+    while offset is not None:  # in pages: a whole queue of 100,000 downloads is too big for one message
+        answer, offset = merge_check(answer, _ask(settings, "tracker", "check", check_page(offset)))
     if as_json:
         _print_json(answer)
     else:
@@ -260,11 +285,17 @@ def _remove(settings: Settings, analysis: dict, **request: bool) -> list[dict]:
     import getpass
     import time
 
-    from common.protocol import removal_requests
+    from common.protocol import removal_requests, unanswered
     requests = removal_requests(analysis, settings.poller_endpoint_for_clients,
                                 requested_by=f"cli:{getpass.getuser()}", now=time.time(),
-                                valid_for=settings.removal_timeout_seconds, **request)
+                                valid_for=settings.request_timeout_seconds, **request)
     results = []
-    for endpoint, request in requests.items():
-        results.extend(_ask(settings, "poller", "remove", request, endpoint=endpoint)["results"])
+    for endpoint, body in requests.items():
+        try:  # a poller that does not answer fails its own downloads, never the others' results
+            with RequestClient("poller", endpoint, settings.removal_timeout_seconds, retries=0,
+                               curve=settings.curve) as client:
+                results.extend(client.request("remove", body)["results"])
+        except (ServiceUnavailable, ServiceError) as exc:
+            click.echo(f"discarr: {exc}", err=True)
+            results.extend(unanswered(body, analysis.get("poller_names", {}).get(endpoint, endpoint)))
     return results

@@ -1,11 +1,14 @@
 """The bot process: one board message that survives restarts, warnings once, clean start and stop,
 `discarr preview`, and a 10,000-download queue through every command."""
 import copy
+import errno
 import io
 import json
 import logging
+import os
 import threading
 import time
+from types import SimpleNamespace
 
 import discord
 import pytest
@@ -15,8 +18,8 @@ from services.bot.app import DiscarrBot, RedactToken, run_discord_bot
 from services.bot.commands import ServiceFailure, Services
 from services.bot.embeds import page_of
 from services.bot.preview import preview_payloads, render_text
-from tests.test_bot_fakes import (FakeChannel, FakeInteraction, bot_settings, measure, member, press,
-                                  removal_handler, rep_server, run, tracker_handlers, tracker_with)
+from tests.test_bot_fakes import (ADMIN_ROLE_ID, FakeChannel, FakeInteraction, bot_settings, measure, member,
+                                  press, removal_handler, rep_server, run, tracker_handlers, tracker_with)
 
 TOKEN = "MTIzNDU2Nzg5.secret-token.value"
 
@@ -157,6 +160,15 @@ def test_warnings_are_posted_once_and_again_only_after_a_recovery(tmp_path, trac
     assert second["embed"].title == "⚠️ 1 instance(s) unhealthy, 4 download(s) stuck"
 
 
+async def _start(settings):
+    """setup_hook as at log in and the command sync it starts beside the board; then the bot is closed."""
+    async with DiscarrBot(settings) as bot:
+        await bot.setup_hook()
+        await bot.sync_task
+        running = bot.board_loop.is_running()
+    return bot, running
+
+
 def test_setup_hook_registers_the_persistent_pager_and_syncs_only_changed_commands(tmp_path, monkeypatch):
     synced = []
 
@@ -167,20 +179,126 @@ def test_setup_hook_registers_the_persistent_pager_and_syncs_only_changed_comman
     settings = bot_settings(tmp_path)
 
     async def scenario():
-        bots = []
+        starts = []
         for _ in range(2):
-            bot = DiscarrBot(settings)
-            await bot.setup_hook()
-            bot.board_loop.cancel()
-            bots.append(bot)
-            await bot.services.close()
-        return bots
-    first, second = run(scenario())
+            async with DiscarrBot(settings) as bot:  # closing removes the cog: look while it runs
+                await bot.setup_hook()
+                await bot.sync_task
+                starts.append((bot, [type(view).__name__ for view in bot.persistent_views],
+                               {command.name for command in bot.tree.get_commands()}))
+        return starts[0]
+    first, views, commands = run(scenario())
     assert synced == [1]  # the second start found the same commands already synced
-    assert [type(view).__name__ for view in first.persistent_views] == ["BoardPager"]
-    assert {command.name for command in first.tree.get_commands()} == {"check", "verbose", "progress", "cleanup"}
+    assert views == ["BoardPager"]
+    assert commands == {"check", "verbose", "progress", "cleanup"}
     assert first.board_loop.seconds == settings.check_interval
     assert first.intents.value == discord.Intents(guilds=True).value  # no privileged intent
+
+
+def test_the_synced_commands_follow_the_admin_role_setting(tmp_path, monkeypatch):
+    synced = []
+
+    async def fake_sync(self, *args, **kwargs):
+        synced.append({command.name: command.to_dict(self) for command in self.get_commands()})
+        return []
+    monkeypatch.setattr(discord.app_commands.CommandTree, "sync", fake_sync)
+
+    async def scenario():
+        for role in (ADMIN_ROLE_ID, None):  # the same state file: a changed setting is synced again
+            await _start(bot_settings(tmp_path, discord_admin_role_id=role))
+    run(scenario())
+    with_role, without_role = synced
+    for name in ("verbose", "progress", "cleanup"):
+        assert with_role[name]["default_member_permissions"] is None
+        assert str(without_role[name]["default_member_permissions"]) == "32"
+
+
+@pytest.mark.parametrize("status, message, advice", [
+    (403, {"code": 50001, "message": "Missing Access"}, "re-invite the bot with the applications.commands scope"),
+    (429, "You are being rate limited.", "restart the bot later"),
+])
+def test_a_refused_command_sync_is_one_clear_line_and_the_board_runs_on(tmp_path, monkeypatch, caplog,
+                                                                        status, message, advice):
+    async def refuse(self, *args, **kwargs):
+        raise discord.HTTPException(SimpleNamespace(status=status, reason="refused"), message)
+    monkeypatch.setattr(discord.app_commands.CommandTree, "sync", refuse)
+    caplog.set_level(logging.INFO, logger="services.bot.app")
+    _, running = run(_start(bot_settings(tmp_path)))
+    assert running  # the board loop was started: the old commands stay, the board goes on
+    problems = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(problems) == 1
+    line = problems[0].getMessage()
+    assert "\n" not in line and f"could not sync the slash commands (Discord answered {status}" in line
+    assert "Discord keeps the commands it had" in line and advice in line
+    state_file = tmp_path / "bot-state.json"
+    assert not state_file.exists() or "commands" not in json.loads(state_file.read_text())  # tried at next start
+
+
+def test_the_board_is_edited_no_faster_than_discord_allows(tmp_path, monkeypatch, caplog):
+    async def fake_sync(self, *args, **kwargs):
+        return []
+    monkeypatch.setattr(discord.app_commands.CommandTree, "sync", fake_sync)
+    caplog.set_level(logging.WARNING, logger="services.bot.app")
+    settings = bot_settings(tmp_path, discord_token=TOKEN, check_interval=5.0)
+    bot, _ = run(_start(settings))
+    assert bot.board_loop.seconds == 30.0 == settings.effective_check_interval
+    assert "CHECK_INTERVAL=5" in caplog.text and "30" in caplog.text
+    assert bot_settings(tmp_path, check_interval=5.0).effective_check_interval == 5.0  # no Discord: no floor
+    assert bot_settings(tmp_path, discord_token=TOKEN, check_interval=600.0).effective_check_interval == 600.0
+
+
+def test_the_state_file_is_written_off_the_event_loop(tmp_path, tracker, monkeypatch):
+    # fsync can block for seconds on a busy disk: on the event loop it would stall the gateway heartbeat.
+    writers = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: writers.append(threading.get_ident()) or real_fsync(fd))
+
+    async def fake_sync(self, *args, **kwargs):
+        return []
+    monkeypatch.setattr(discord.app_commands.CommandTree, "sync", fake_sync)
+    channel = FakeChannel()
+    with rep_server(tracker_handlers(tracker)) as endpoint:
+        settings = bot_settings(tmp_path, tracker=endpoint)
+
+        async def scenario():
+            await _start(settings)  # the command sync saves the state
+            services = Services(settings)
+            await _bot(settings, services, channel).board.refresh()
+            await services.close()
+            return threading.get_ident()
+        loop_thread = run(scenario())
+    assert len(writers) >= 2 and loop_thread not in writers
+    state = json.loads((tmp_path / "bot-state.json").read_text())
+    assert "commands" in state and "message_id" in state
+
+
+def test_a_full_disk_loses_no_board_and_a_later_refresh_saves_again(tmp_path, tracker, monkeypatch, caplog):
+    disk_full = [True]
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if disk_full[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    channel = FakeChannel()
+    with rep_server(tracker_handlers(tracker)) as endpoint:
+        settings = bot_settings(tmp_path, tracker=endpoint)
+
+        async def scenario():
+            services = Services(settings)
+            bot = _bot(settings, services, channel)
+            first = await bot.board.refresh()  # posted; the state cannot be written
+            disk_full[0] = False
+            second = await bot.board.refresh()  # nothing changed, but what was not saved is saved now
+            third = await _bot(settings, services, channel).board.refresh()  # a restart
+            await services.close()
+            return first, second, third
+        first, second, third = run(scenario())
+    assert first.message_id == second.message_id == third.message_id
+    assert len(_boards(channel)) == 1
+    assert "No space left on device" in caplog.text
+    assert [path.name for path in tmp_path.iterdir()] == ["bot-state.json"]  # no temporary file left behind
 
 
 def test_the_bot_stops_when_the_event_is_set(tmp_path, monkeypatch):

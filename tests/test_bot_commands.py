@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 
+from common.settings import Settings
 from services.bot.app import StatusBoard, command_tree_json
 from services.bot.chart import PNG_SIGNATURE
 from services.bot.commands import DiscarrCog, Services
@@ -309,7 +310,7 @@ def test_cleanup_with_nothing_to_remove_has_no_buttons(tmp_path):
 # --- what is synced to Discord ------------------------------------------------------------------------------
 
 def test_the_command_tree_json_carries_names_options_and_admin_permissions():
-    commands = {command["name"]: command for command in command_tree_json()}
+    commands = {command["name"]: command for command in command_tree_json(Settings())}  # no admin role
     assert set(commands) == {"check", "verbose", "progress", "cleanup"}
     assert commands["check"]["default_member_permissions"] is None  # anyone
     for name in ("verbose", "progress", "cleanup"):
@@ -321,3 +322,45 @@ def test_the_command_tree_json_carries_names_options_and_admin_permissions():
     (download,) = commands["progress"]["options"]
     assert download["name"] == "download" and download["autocomplete"] is True and download["type"] == 3
     assert all(len(command["description"]) <= 100 for command in commands.values())
+
+
+def test_with_an_admin_role_discord_shows_the_admin_commands_and_the_bot_checks_who_runs_them(tmp_path):
+    # default_member_permissions cannot name a role: Manage Server there would hide the commands from the
+    # role's members, so with a role the commands carry none and is_admin refuses everyone else at run time.
+    with_role = bot_settings(tmp_path)
+    without_role = bot_settings(tmp_path, discord_admin_role_id=None)
+    payloads = [{command["name"]: command for command in command_tree_json(settings)}
+                for settings in (with_role, without_role, with_role)]
+    for name in ("verbose", "progress", "cleanup"):
+        assert payloads[0][name]["default_member_permissions"] is None, name
+        assert str(payloads[1][name]["default_member_permissions"]) == "32", name  # Manage Server
+        assert payloads[2][name]["default_member_permissions"] is None, name  # one cog never changes another
+    assert all(payload["check"]["default_member_permissions"] is None for payload in payloads)
+
+
+# --- /check cooldown ------------------------------------------------------------------------------------------
+
+def test_check_again_within_the_cooldown_is_an_ephemeral_wait_not_a_refresh(tmp_path, tracker):
+    channel = FakeChannel()
+    with services_up(tracker) as (tracker_endpoint, poller_endpoint):
+        settings = bot_settings(tmp_path, tracker=tracker_endpoint, poller=poller_endpoint)
+
+        async def scenario():
+            async with cog_for(settings, with_board=True, channel=channel) as cog:
+                now = [1000.0]
+                cog.clock = lambda: now[0]
+                first, again, later = (FakeInteraction(member(user)) for user in (1, 2, 3))
+                await cog.check_command.callback(cog, first)
+                now[0] += 12.3
+                await cog.check_command.callback(cog, again)  # another member, same channel
+                now[0] += 18.2
+                await cog.check_command.callback(cog, later)
+                return first, again, later, channel.messages[cog.board.state["message_id"]]
+        first, again, later, board = run(scenario())
+    assert "Status board refreshed" in first.calls.text()
+    assert [call for call, _ in again.calls] == ["send_message"]  # answered at once, nothing asked
+    reply = again.calls[0][1]
+    assert reply["ephemeral"] is True
+    assert "refreshed 12 s ago" in reply["content"] and "try again in 18 s" in reply["content"]
+    assert "Status board refreshed" in later.calls.text()
+    assert len(board.edits) == 1  # posted by the first /check, edited by the last one only

@@ -201,3 +201,48 @@ def test_download_client_evidence_health_and_kept_torrents_are_shown():
     unhealthy = board.unhealthy_services(tracker.check())
     warning = text_of([warning_embed([], unhealthy)])
     assert "1 download client(s) unhealthy" in warning and "instance(s)" not in warning
+
+
+# --- ETAs as the *arrs send them ------------------------------------------------------------------------------
+
+ETA = datetime(2022, 1, 19, 18, 34, 57, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2022-01-19T18:34:57Z", ETA),
+    ("2022-01-19T18:34:57.7144951Z", ETA.replace(microsecond=714495)),  # .NET writes 7 digits
+    ("2022-01-19T18:34:57.7Z", ETA.replace(microsecond=700000)),
+    ("2022-01-19T18:34:57.71449Z", ETA.replace(microsecond=714490)),
+    ("2022-01-19T18:34:57.714495Z", ETA.replace(microsecond=714495)),
+    ("2022-01-19T20:34:57.7144951+02:00", ETA.replace(microsecond=714495)),
+    ("2022-01-19T13:34:57-0500", ETA),
+    ("2022-01-19T18:34:57+00:00", ETA),
+    ("2022-01-19T18:34:57", ETA),  # no offset: the *arrs keep their times in UTC
+])
+def test_parse_eta_reads_every_form_the_arrs_send(text, expected):
+    parsed = board.parse_eta(text)
+    assert parsed == expected
+    assert parsed.utcoffset() is not None  # never naive: it is compared with aware times and turned into epochs
+
+
+@pytest.mark.parametrize("text", [None, "", "soon", "2022-01-19T18:34:57.Z", "2022-13-19T18:34:57Z",
+                                  "2022-01-19T25:34:57Z", "2022-01-19T18:34:57Z trailing", "2022-01-19T18:34:57+25:00"])
+def test_parse_eta_returns_none_only_for_garbage(text):
+    assert board.parse_eta(text) is None
+
+
+class Python310Datetime(datetime):
+    """datetime.fromisoformat as Python 3.10 has it: no "Z", fractions of exactly 3 or 6 digits."""
+
+    @classmethod
+    def fromisoformat(cls, text):
+        if not re.fullmatch(r"\d{4}-\d\d-\d\d([T ]\d\d:\d\d:\d\d(\.(\d{3}|\d{6}))?([+-]\d\d:\d\d)?)?", text):
+            raise ValueError(f"Invalid isoformat string: {text!r}")
+        return super().fromisoformat(text)
+
+
+def test_parse_eta_does_not_depend_on_the_pythons_fromisoformat(monkeypatch):
+    # pyproject allows Python 3.10, whose fromisoformat refused these: the ETAs silently vanished.
+    monkeypatch.setattr(board, "datetime", Python310Datetime)
+    assert board.parse_eta("2022-01-19T18:34:57.7144951Z") == ETA.replace(microsecond=714495)
+    assert board.parse_eta("2022-01-19T18:34:57Z") == ETA

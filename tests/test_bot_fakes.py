@@ -248,9 +248,9 @@ def rep_server(handlers: dict[str, Callable[[dict], dict]], service: str = "trac
     def loop() -> None:
         while not stop.is_set():
             if sock.poll(20, zmq.POLLIN):
-                data = sock.recv()
-                requests.append(data[:64].decode("latin-1"))
-                sock.send(answer(data, handlers, service))
+                frames = sock.recv_multipart()
+                requests.append(frames[0][:64].decode("latin-1"))
+                sock.send(answer(frames, handlers, service))
 
     thread = threading.Thread(target=loop, name=f"fake-{service}", daemon=True)
     thread.start()

@@ -63,8 +63,10 @@ def remaining(deployment, kind):
 
 
 def audit_lines(deployment):
+    """Every decision's audit line (a removal's intent line, written before its DELETE, aside)."""
     path = deployment.workdir / "data" / "removals.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [line for line in lines if line["result"] != "removing"]
 
 
 def send_removal(deployment, downloads, **overrides):

@@ -152,16 +152,18 @@ def test_a_recurring_download_is_blocklisted_whatever_cleanup_blocklist_says():
 
 @pytest.fixture
 def lying_transmission():
-    """An HTTP server on loopback that answers every RPC call with the body the test sets."""
+    """An HTTP server on loopback that answers every RPC call with the body the test sets, but
+    session-get as Transmission does (transmission-rpc asks it first, for the RPC version)."""
     answer = {"body": b"{}"}
+    session = json.dumps({"result": "success", "arguments": {"version": "4.0.6", "rpc-version": 17}}).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-            self.wfile.write(answer["body"])
+            self.wfile.write(session if request["method"] == "session-get" else answer["body"])
 
         def log_message(self, *args):
             pass

@@ -2,6 +2,7 @@
 import signal
 import time
 
+import msgpack
 import pytest
 
 from common.protocol import removal_request
@@ -38,8 +39,14 @@ def stuck_titles(answer):
     return sorted(item["title"] for item in answer["stuck"])
 
 
+def checkpointed_after(deployment, moment):
+    """Wait until the tracker has written a checkpoint after `moment` (time.time())."""
+    state = deployment.workdir / "data" / "tracker.msgpack"
+    wait_until(lambda: state.exists() and state.stat().st_mtime > moment, 10, "a checkpoint", interval=0.1)
+
+
 def test_tracker_killed_and_restarted(running):
-    time.sleep(0.5)  # let a checkpoint hold the stuck verdicts
+    checkpointed_after(running, time.time())  # a checkpoint that holds the stuck verdicts
     running.stop("tracker", signal.SIGKILL)
     started = time.monotonic()
     down = running.cli("progress", "--json")
@@ -140,3 +147,69 @@ def test_bot_killed_and_restarted_while_the_others_run(running):
     running.start("bot")
     wait_until(lambda: "STUCK" in running.log_path("bot").read_text()[size:], 20, "the restarted board")
     assert stuck_titles(progress(running)) == ["Stalled.radarr", "Stalled.sonarr"]
+
+
+def test_a_snapshot_with_fields_of_the_wrong_types_is_dropped_and_the_tracker_goes_on(running):
+    import zmq
+
+    from common import protocol
+    from common.sockets import make_socket
+    from tests.records import record, snapshot
+    body = snapshot("sonarr", [record(1, "ODD")])
+    body["records"][0].update(size="big", client={"name": 3})
+    forged = msgpack.packb({"v": protocol.PROTOCOL_VERSION, "type": "snapshot", "body": body})
+    context = zmq.Context()
+    push = make_socket(context, zmq.PUSH)
+    push.connect(running.env["TRACKER_INGEST_ENDPOINT"])
+    try:
+        push.send(forged)
+        wait_until(lambda: "ingest rejected a message" in running.log_path("tracker").read_text(), 10,
+                   "the forged snapshot to be dropped")
+    finally:
+        push.close()
+        context.destroy(linger=0)
+    assert running.processes["tracker"].poll() is None
+    answer = progress(running)
+    assert stuck_titles(answer) == ["Stalled.radarr", "Stalled.sonarr"]
+    assert "ODD" not in {item["download_id"] for item in running.cli_json("check")["downloads"]}
+
+
+def test_a_checkpoint_directory_that_cannot_be_written_loses_no_history(running):
+    # Root ignores permission bits: a regular file where the directory should be fails every write.
+    data = running.workdir / "data"
+    state = data / "tracker.msgpack"
+    checkpointed_after(running, time.time())
+    aside = running.workdir / "data-aside"
+    data.rename(aside)
+    data.write_text("not a directory")
+    blocked_at = time.time()
+    wait_until(lambda: "cannot write the checkpoint" in running.log_path("tracker").read_text(), 10,
+               "a failed checkpoint to be logged")
+    running.control("radarr", "POST", "downloads", {"title": "Arrived.While.Blocked", "size": GB,
+                                                    "downloaded": MB, "state": "stalled"})
+    wait_until(lambda: "Arrived.While.Blocked" in {i["title"] for i in running.cli_json("check")["downloads"]},
+               10, "the new download to be tracked")
+    assert running.processes["tracker"].poll() is None  # still running, history in memory
+    data.unlink()
+    aside.rename(data)
+    checkpointed_after(running, max(blocked_at, time.time()))
+    running.stop("tracker", signal.SIGKILL)
+    running.start("tracker")
+    titles = {item["title"] for item in running.cli_json("check")["downloads"]}
+    assert {"Arrived.While.Blocked", "Stalled.radarr", "Stalled.sonarr"} <= titles
+
+
+def test_a_removal_whose_audit_line_cannot_be_written_deletes_nothing(running):
+    [movie] = [item for item in progress(running)["stuck"] if item["instance"] == "radarr"]
+    blocked = running.workdir / "blocked"
+    blocked.write_text("a file where the audit log's directory should be")
+    running.stop("poller")
+    running.start("poller", env={"AUDIT_LOG": str(blocked / "removals.jsonl")})
+    request = removal_request([movie], requested_by="test", dry_run=False, include_import_blocked=False,
+                              now=time.time(), valid_for=10)
+    with RequestClient("poller", running.env["POLLER_COMMAND_ENDPOINT"], 20) as client:
+        [result] = client.request("remove", request)["results"]
+    assert result["result"] == "failed"
+    assert result["detail"].startswith("the audit log cannot be written") and "nothing was removed" in result["detail"]
+    assert [r for r in running.control("radarr", "GET", "requests") if r["method"] == "DELETE"] == []
+    assert "Stalled.radarr" in {d["title"] for d in running.control("radarr", "GET", "downloads")}

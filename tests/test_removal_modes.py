@@ -5,8 +5,10 @@ stand-in on loopback that answers what a test sets: a private flag, none at all,
 qBittorrent too old to tell.
 """
 import json
+import os
 import threading
 import time
+from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,18 +23,25 @@ from services.poller.download_clients import DownloadClients
 from services.poller.removal import RemovalMemory, RemovalPolicy, Remover
 from services.simarr.model import SimInstance
 from services.simarr.server import SimarrServer
+from tests.records import record
 
 GB = 1024 ** 3
 HASH = "C0FFEE" * 6 + "ABCD"
+LOGIN = ("qbittorrent", "/api/v2/auth/login")
 
 
 class QBittorrentStandIn:
-    """qBittorrent's Web API, as much of it as the poller uses; every call is logged in order."""
+    """qBittorrent's Web API, as much of it as the poller and qbittorrent-api use; every call is logged in order.
+
+    Like qBittorrent 5 it calls its session cookie QBT_SID_<port>, and answers 403 to a call without a session.
+    """
 
     def __init__(self, log: list) -> None:
         self.log = log
         self.private: dict[str, object] = {}  # torrents/properties' answer; {} as a qBittorrent too old to tell
+        self.gone: set[str] = set()  # hashes torrents/info lists but torrents/properties answers 404 for
         self.completed = GB // 10  # the torrent's bytes
+        self.sessions: set[str] = set()  # the session ids handed out; cleared, as by a restart
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,12 +54,12 @@ class QBittorrentStandIn:
             def answer(self):
                 url = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode()) if length else {}
+                form = parse_qs(url.query) | (parse_qs(self.rfile.read(length).decode()) if length else {})
                 stand_in.log.append(("qbittorrent", url.path))
-                body, headers = stand_in.reply(url.path, form), {}
-                if url.path.endswith("auth/login"):
-                    headers["Set-Cookie"] = "QBT_SID_8080=abc; path=/"
-                self.send_response(200)
+                session = SimpleCookie(self.headers.get("Cookie", "")).get(stand_in.cookie)
+                status, body, headers = stand_in.reply(url.path, form, session is not None
+                                                       and session.value in stand_in.sessions)
+                self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
@@ -63,16 +72,33 @@ class QBittorrentStandIn:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.cookie = f"QBT_SID_{self.server.server_address[1]}"
 
-    def reply(self, path: str, form: dict) -> bytes:
+    def reply(self, path: str, form: dict, logged_in: bool) -> tuple[int, bytes, dict[str, str]]:
         if path.endswith("auth/login"):
-            return b"Ok."
+            session = os.urandom(8).hex()
+            self.sessions.add(session)
+            return 200, b"Ok.", {"Set-Cookie": f"{self.cookie}={session}; HttpOnly; path=/"}
+        if not logged_in:
+            return 403, b"Forbidden", {}
+        if path.endswith("app/version"):
+            return 200, b"v5.0.0", {}
+        if path.endswith("app/webapiVersion"):
+            return 200, b"2.11.2", {}
         if path.endswith("torrents/info"):
-            return json.dumps([{"hash": HASH.lower(), "state": "stalledDL", "completed": self.completed, "size": GB,
-                                "dlspeed": 0, "last_activity": 0, "num_seeds": 0, "num_leechs": 0}]).encode()
+            return 200, json.dumps([
+                {"hash": info_hash, "state": "stalledDL", "completed": self.completed, "size": GB, "dlspeed": 0,
+                 "last_activity": 0, "num_seeds": 0, "num_leechs": 0}
+                for info_hash in form.get("hashes", [HASH.lower()])[0].split("|")]).encode(), {}
         if path.endswith("torrents/properties"):
-            return json.dumps(self.private).encode()
-        return b""
+            if form["hash"][0].upper() in self.gone:
+                return 404, b"Not Found", {}
+            return 200, json.dumps(self.private).encode(), {}
+        return 200, b"", {}
+
+    def clients(self) -> DownloadClients:
+        """The poller's download clients, this stand-in their only one."""
+        return DownloadClients([DownloadClientConfig("qbittorrent", "qbittorrent", self.url, "admin", "pw")], 2)
 
     def close(self):
         self.server.shutdown()
@@ -99,8 +125,7 @@ def world(tmp_path):
         return Remover({"sonarr": ArrClient(InstanceConfig("sonarr", "sonarr", f"http://127.0.0.1:{simarr.port}",
                                                           "key"), 2)},
                        RemovalPolicy(min_bytes=GB, min_progress=50, blocklist=blocklist), audit, clock,
-                       DownloadClients([DownloadClientConfig("qbittorrent", "qbittorrent", qbittorrent.url,
-                                                             "admin", "pw")], 2), memory)
+                       qbittorrent.clients(), memory)
 
     item = {"instance": "sonarr", "download_id": HASH, "queue_ids": queue_ids, "title": "Stalled.Show.S01E01",
             "category": "stuck", "progress": 10.0, "size": GB, "sizeleft": GB - GB // 10, "reason": "no progress"}
@@ -162,3 +187,31 @@ def test_a_download_that_finished_since_the_analysis_is_kept(world):
     assert (result["result"], result["detail"]) == (
         "skipped", "finished since analysis: complete and waiting for import, so it is kept")
     assert deletes(sonarr) == []
+
+
+def test_the_client_logs_in_once_and_again_only_when_its_session_is_refused(world):
+    _, qbittorrent, _, _, log = world
+    clients = qbittorrent.clients()
+    for _ in range(3):
+        assert clients.annotate([record(1, HASH)])[0]["state"] == "ok"
+    assert log.count(LOGIN) == 1  # the session is kept, although its cookie is named QBT_SID_<port>
+    qbittorrent.sessions.clear()  # as a restarted qBittorrent forgets them: the next call is answered 403
+    assert clients.annotate([record(1, HASH)])[0]["state"] == "ok"
+    assert log.count(LOGIN) == 2
+
+
+def test_a_torrent_gone_before_its_properties_are_read_leaves_its_privacy_unknown_and_the_client_healthy(world):
+    _, qbittorrent, _, _, log = world
+    qbittorrent.private = {"is_private": True}
+    gone = "DEAD" * 10
+    qbittorrent.gone = {gone}
+    clients = qbittorrent.clients()
+    records = [record(1, HASH), record(2, gone)]
+    health = clients.annotate(records, private_lookups=None)
+    assert health == [{"name": "qbittorrent", "kind": "qbittorrent", "state": "ok", "error": None}]
+    assert records[0]["client"]["private"] is True
+    assert records[1]["client"]["private"] is None and records[1]["client"]["state"] == "stalled"
+    # Unknown, not settled: listed again, it is asked again.
+    qbittorrent.gone.clear()
+    clients.annotate(records, private_lookups=None)
+    assert records[1]["client"]["private"] is True

@@ -6,7 +6,8 @@ import pytest
 import zmq
 
 from common import protocol
-from common.sockets import RequestClient, ServiceError, ServiceUnavailable, answer, bind, make_socket
+from common.sockets import RequestClient, ServiceError, ServiceUnavailable, bind, make_socket, serve_one
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def serve(context, handlers, count, endpoint="tcp://127.0.0.1:*"):
     def loop():
         for _ in range(count):
             if sock.poll(5000):
-                sock.send(answer(sock.recv(), handlers, "test"))
+                serve_one(sock, handlers, "test")
         sock.close()
 
     thread = threading.Thread(target=loop, daemon=True)
@@ -141,3 +142,47 @@ def test_an_async_request_to_nobody_fails_in_time_naming_the_service(context):
         return time.monotonic() - started
 
     assert asyncio.run(main()) < 2.0
+
+
+def test_a_request_to_a_peer_that_is_down_is_never_delivered_when_it_comes_back(context):
+    import asyncio
+
+    import zmq.asyncio
+
+    from common.sockets import AsyncRequestClient
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+
+    async def ask_nobody():
+        actx = zmq.asyncio.Context()
+        client = AsyncRequestClient("poller", endpoint, 10, actx)
+        started = time.monotonic()
+        try:
+            with pytest.raises(ServiceUnavailable, match="poller did not answer"):
+                await client.request("ping")
+            return time.monotonic() - started
+        finally:
+            await client.close()
+            actx.term()
+
+    assert asyncio.run(ask_nobody()) < 5  # at once, not after the whole 10 s
+    with RequestClient("poller", endpoint, 10, context=context) as client, pytest.raises(ServiceUnavailable):
+        client.request("ping")
+    late = bind(context, zmq.REP, endpoint, "poller")  # the poller comes back: nothing was queued for it
+    try:
+        assert not late.poll(1000)
+    finally:
+        late.close()
+
+
+def test_an_answer_too_large_for_one_message_is_an_error_that_says_so(context):
+    from common.sockets import answer
+    huge = {"check": lambda body: {"downloads": ["x" * 1024] * (protocol.MAX_MESSAGE_BYTES // 1024 + 1)}}
+    reply = protocol.decode(answer([protocol.encode("check")], huge, "tracker"))
+    assert reply.type == "error" and "too large for one message" in reply.body["error"]
+
+
+def test_a_message_of_several_frames_is_garbage(context):
+    from common.sockets import answer
+    reply = protocol.decode(answer([protocol.encode("ping"), b"second"], {"ping": lambda body: {}}, "tracker"))
+    assert reply.type == "error" and "one frame, this one had 2" in reply.body["error"]

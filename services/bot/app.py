@@ -3,9 +3,9 @@
 `run_discord_bot(settings, stop_event)` runs it until the event is set (or
 SIGTERM); `command_tree_json()` is the command payload it syncs, built
 without logging in. The board's message id lives in BOT_STATE_FILE
-(`settings.bot_state_file`, JSON written atomically), so a restarted bot
-edits the same message; so does the memory of what it already warned about,
-so a restart does not warn twice.
+(`settings.bot_state_file`, JSON written atomically off the event loop), so a
+restarted bot edits the same message; so does the memory of what it already
+warned about, so a restart does not warn twice.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from common.settings import Settings
+from common.settings import Settings, load_settings
 from common.sockets import ServiceUnavailable
 from services.bot.board import unhealthy_services
 from services.bot.commands import DiscarrCog, ServiceFailure, Services, fetch_board_pages
@@ -52,20 +52,49 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
-def save_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write the state atomically: a reader (a restarted bot) sees the old file or the new one."""
+def write_state(path: str | os.PathLike, text: str) -> None:
+    """Write the state atomically: a reader (a restarted bot) sees the old file or the new one.
+
+    Blocking (fsync can take seconds on a busy disk): StateFile runs it in a thread.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(state, stream, indent=1, sort_keys=True)
+            stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+class StateFile:
+    """Saves the bot state off the event loop, one save at a time."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    async def save(self, state: dict[str, Any]) -> bool:
+        """Write all of `state`; False (logged) when the disk refuses (full, read-only).
+
+        The caller keeps the state in memory and saves it again later: every
+        save writes all of it, so nothing is lost by a failed one.
+        """
+        async with self._lock:
+            # Serialized on the loop, inside the lock: the state cannot change while a thread writes
+            # it, and two saves (the board's, the command sync's) land in the order they were made.
+            text = json.dumps(state, indent=1, sort_keys=True)
+            try:
+                await asyncio.to_thread(write_state, self.path, text)
+            except OSError as exc:
+                log.error("cannot save the bot state to %s: %s; it is kept in memory and saved again later",
+                          self.path, exc)
+                return False
+            return True
 
 
 # --- the status board ---------------------------------------------------------------------------
@@ -93,15 +122,14 @@ class StatusBoard:
         self.settings = settings
         self.services = services
         self.resolve_channel = resolve_channel
-        self.state_path = settings.bot_state_file
-        self.state = load_state(self.state_path)
+        self.store = StateFile(settings.bot_state_file)
+        self.state = load_state(settings.bot_state_file)
+        self._unsaved = False  # the state changed, or its last save failed
         self._lock = asyncio.Lock()
 
-    def _save(self) -> None:
-        try:
-            save_state(self.state_path, self.state)
-        except OSError as exc:
-            log.error("cannot save the bot state to %s: %s; a restart will post a new board", self.state_path, exc)
+    async def _save_if_unsaved(self) -> None:
+        if self._unsaved:
+            self._unsaved = not await self.store.save(self.state)
 
     async def load_pages(self) -> list[list[discord.Embed]]:
         return await fetch_board_pages(self.services)
@@ -118,6 +146,7 @@ class StatusBoard:
             pages = await asyncio.to_thread(board_pages, check)
             message_id = await self._edit_or_post(channel, pages)
             warned = await self._warn(channel, check)
+            await self._save_if_unsaved()
             return BoardResult(message_id, len(pages), check.get("tracked", 0), warned)
 
     async def _show_error(self, channel: Any, detail: str) -> None:
@@ -158,7 +187,7 @@ class StatusBoard:
                     log.warning("cannot edit the board message %s (%s); posting a new one", message_id, exc.text)
         message = await channel.send(embeds=pages[0], view=pager_for(self.load_pages, 0, len(pages)))
         self.state.update(channel_id=channel.id, message_id=message.id)
-        self._save()
+        self._unsaved = True
         log.info("posted the status board as message %s in channel %s", message.id, channel.id)
         return message.id
 
@@ -192,7 +221,7 @@ class StatusBoard:
         if (sorted(warned_stuck) != self.state.get("warned_stuck", [])
                 or sorted(warned_unhealthy) != self.state.get("warned_unhealthy", [])):
             self.state.update(warned_stuck=sorted(warned_stuck), warned_unhealthy=sorted(warned_unhealthy))
-            self._save()
+            self._unsaved = True
         return posted
 
 
@@ -214,6 +243,7 @@ class DiscarrBot(commands.Bot):
         if settings.discord_channel_id is not None:
             self.board = StatusBoard(settings, self.services, self._board_channel)
         self.cog = DiscarrCog(settings, self.services, self.board)
+        self.sync_task: asyncio.Task[None] | None = None
 
     async def _board_channel(self) -> Any:
         channel_id = self.settings.discord_channel_id
@@ -222,33 +252,49 @@ class DiscarrBot(commands.Bot):
     async def setup_hook(self) -> None:
         await self.add_cog(self.cog)
         self.add_view(BoardPager(self.board.load_pages if self.board else self._pages_without_board))
-        await self.sync_commands()
+        # In the background: setup_hook holds up the gateway connection (and so the board), and a
+        # sync may wait out a rate limit for minutes.
+        self.sync_task = asyncio.create_task(self.sync_commands(), name="sync-commands")
         if self.board is None:
             log.warning("DISCORD_CHANNEL_ID is not set: no status board and no /check")
         else:
-            self.board_loop.change_interval(seconds=self.settings.check_interval)
+            interval = self.settings.effective_check_interval
+            if interval != self.settings.check_interval:
+                log.warning("CHECK_INTERVAL=%g is too often for Discord, which rate-limits message edits: "
+                            "the board is edited every %g s", self.settings.check_interval, interval)
+            self.board_loop.change_interval(seconds=interval)
             self.board_loop.start()
 
     async def _pages_without_board(self) -> list[list[discord.Embed]]:
         return await fetch_board_pages(self.services)
 
     async def sync_commands(self) -> None:
-        """Sync the slash commands when they changed since the last sync (Discord rate-limits syncs)."""
-        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        """Sync the slash commands when they changed since the last sync (Discord rate-limits syncs).
+
+        A failed sync is logged and leaves Discord the commands it had; the next start tries again.
+        """
+        payload = command_payload(self.tree)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        state_path = self.settings.bot_state_file
-        state = self.board.state if self.board else load_state(state_path)
+        if self.board:
+            store, state = self.board.store, self.board.state
+        else:
+            path = self.settings.bot_state_file
+            store, state = StateFile(path), await asyncio.to_thread(load_state, path)
         synced = {"application_id": self.application_id, "digest": digest}
         if state.get("commands") == synced:
             log.info("slash commands unchanged since the last sync")
             return
-        await self.tree.sync()
+        try:
+            await self.tree.sync()
+        except discord.HTTPException as exc:
+            log.error("%s", sync_failure(exc, self.application_id))
+            return
+        except Exception:  # in a background task: it would otherwise go unseen
+            log.exception("could not sync the slash commands; Discord keeps the ones it had")
+            return
         log.info("synced %d slash commands", len(payload))
         state["commands"] = synced
-        try:
-            save_state(state_path, state)
-        except OSError as exc:
-            log.warning("cannot save the bot state to %s: %s", state_path, exc)
+        await store.save(state)
 
     @tasks.loop(seconds=300)
     async def board_loop(self) -> None:
@@ -272,8 +318,29 @@ class DiscarrBot(commands.Bot):
     async def close(self) -> None:
         if self.board_loop.is_running():
             self.board_loop.cancel()
+        if self.sync_task is not None:
+            self.sync_task.cancel()
         await super().close()
         await self.services.close()
+
+
+def sync_failure(error: discord.HTTPException, application_id: int | None) -> str:
+    """One log line for a refused sync: what failed, what stays, what to do."""
+    what = f"could not sync the slash commands (Discord answered {error.status} {error.text or ''}".rstrip() + ")"
+    if error.status == 429:
+        advice = "Discord limits how often commands are synced: restart the bot later to try again"
+    elif error.status == 403:
+        invite = ("https://discord.com/oauth2/authorize?scope=bot+applications.commands"
+                  + (f"&client_id={application_id}" if application_id else ""))
+        advice = f"re-invite the bot with the applications.commands scope ({invite}), then restart it"
+    else:
+        advice = "the next restart tries again"
+    return f"{what}; Discord keeps the commands it had and the board runs on; {advice}"
+
+
+def command_payload(tree: app_commands.CommandTree) -> list[dict[str, Any]]:
+    """The commands as tree.sync() sends them (Command.to_dict(tree) needs discord.py 2.4)."""
+    return [command.to_dict(tree) for command in tree.get_commands()]
 
 
 # --- running it -------------------------------------------------------------------------------------
@@ -369,10 +436,11 @@ def run_discord_bot(settings: Settings, stop_event: threading.Event) -> None:
             handler.removeFilter(redactor)
 
 
-def command_tree_json() -> list[dict[str, Any]]:
-    """The slash commands as the bot syncs them to Discord (built without logging in)."""
+def command_tree_json(settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The slash commands as the bot syncs them to Discord with these settings (by default the
+    environment's: the admin role decides their default permissions), built without logging in."""
     client = discord.Client(intents=bot_intents())
     tree = app_commands.CommandTree(client)
-    for command in DiscarrCog(Settings(), None).get_app_commands():
+    for command in DiscarrCog(settings or load_settings(), None).get_app_commands():
         tree.add_command(command)
-    return [command.to_dict(tree) for command in tree.get_commands()]
+    return command_payload(tree)

@@ -5,8 +5,9 @@ only lay it out, so both show the same thing.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from common.units import human_duration, human_size
@@ -31,13 +32,32 @@ def progress_bar(percent: float, width: int = BAR_WIDTH) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+# What the *arrs send: .NET's round-trip format, with 0-7 fraction digits and "Z" or an offset.
+# One parser of our own, because datetime.fromisoformat reads it on Python 3.11 but not on 3.10.
+_ISO_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?"
+                       r"(Z|[+-]\d\d:?\d\d)?", re.IGNORECASE)
+
+
 def parse_eta(value: str | None) -> datetime | None:
-    if not value:
+    """An aware datetime from an *arr's time string; None for a missing or unreadable one."""
+    match = _ISO_TIME.fullmatch(value.strip()) if value else None
+    if match is None:
         return None
+    *fields, fraction, offset = match.groups()
+    microsecond = int((fraction or "0")[:6].ljust(6, "0"))  # 7 digits: the 100 ns tick is dropped
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return datetime(*map(int, fields), microsecond, tzinfo=_zone(offset))
+    except ValueError:  # month 13, hour 25, an offset of a day or more
         return None
+
+
+def _zone(offset: str | None) -> timezone:
+    """No offset is UTC: the *arrs keep every time in UTC."""
+    if offset is None or offset.upper() == "Z":
+        return timezone.utc
+    sign = -1 if offset[0] == "-" else 1
+    digits = offset[1:].replace(":", "")
+    return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
 
 
 def _mark(item: dict[str, Any]) -> tuple[str, int]:
@@ -118,3 +138,14 @@ def kept_for_now(analysis: dict[str, Any], include_import_blocked: bool, include
     if not include_slow:
         kept.append(("Kept: slow (include slow to remove them)", analysis.get("slow") or []))
     return [(title, items) for title, items in kept if items]
+
+
+def result_groups(results: list[dict[str, Any]], *, dry_run: bool) -> dict[str, list[dict[str, Any]]]:
+    """A poller's RESULTs by outcome: removed, would (be removed: a dry run), skipped, failed."""
+    groups: dict[str, list[dict[str, Any]]] = {"removed": [], "would": [], "skipped": [], "failed": []}
+    for result in results:
+        kind = result.get("result")
+        if dry_run and kind == "skipped" and str(result.get("detail", "")).startswith("dry run"):
+            kind = "would"  # the poller answers a dry run's "would remove" as a skip saying so
+        groups.get(kind, groups["failed"]).append(result)
+    return groups

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Protocol
@@ -19,7 +20,7 @@ import zmq.asyncio
 from discord import app_commands
 from discord.ext import commands
 
-from common.protocol import removal_requests
+from common.protocol import removal_requests, unanswered
 from common.settings import Settings
 from common.sockets import AsyncRequestClient, ServiceError, ServiceUnavailable
 from services.bot.chart import CHART_NAME, history_file, render_history_png
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 AUTOCOMPLETE_TIMEOUT = 2.5   # Discord drops an autocomplete answer after 3 seconds
 AUTOCOMPLETE_CACHE_SECONDS = 10.0
+CHECK_COOLDOWN_SECONDS = 30.0  # one /check per channel: Discord rate-limits edits of the board message
 
 
 class ServiceFailure(Exception):
@@ -98,10 +100,19 @@ async def request_removal(services: Services, analysis: dict[str, Any], candidat
     requests = removal_requests(dict(analysis, candidates=candidates), settings.poller_endpoint_for_clients,
                                 requested_by=who, dry_run=dry_run, include_import_blocked=include_import_blocked,
                                 include_slow=include_slow, now=time.time(),
-                                valid_for=settings.removal_timeout_seconds)
+                                valid_for=settings.request_timeout_seconds)
     answers = await asyncio.gather(*(services.ask("poller", "remove", body, endpoint=endpoint)
-                                     for endpoint, body in requests.items()))
-    return [result for answer in answers for result in answer["results"]]
+                                     for endpoint, body in requests.items()), return_exceptions=True)
+    results = []
+    for (endpoint, body), answer in zip(requests.items(), answers):
+        if isinstance(answer, ServiceFailure):  # a silent poller fails its own downloads, not the others'
+            log.warning("%s", answer)
+            results.extend(unanswered(body, analysis.get("poller_names", {}).get(endpoint, endpoint)))
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            results.extend(answer["results"])
+    return results
 
 
 async def cleanup_message(services: Services, *, owner_id: int, include_import_blocked: bool, dry_run: bool,
@@ -137,6 +148,16 @@ def is_admin(user: Any, admin_role_id: int | None) -> bool:
     return False
 
 
+def admin_default_permissions(admin_role_id: int | None) -> discord.Permissions | None:
+    """Who Discord lists the admin commands for (default_member_permissions).
+
+    It can name permissions only, not a role: Manage Server there would hide
+    the commands from the members of DISCORD_ADMIN_ROLE_ID. With that role the
+    commands are listed for everyone and `is_admin` refuses the others.
+    """
+    return None if admin_role_id is not None else discord.Permissions(manage_guild=True)
+
+
 class BoardRefresher(Protocol):
     async def refresh(self) -> Any: ...
 
@@ -156,8 +177,13 @@ class DiscarrCog(commands.Cog):
         self.services = services
         self.board = board
         self._downloads_cache: tuple[float, list[dict[str, Any]]] | None = None
+        self.clock = time.monotonic
+        self._checked: dict[int, float] = {}  # channel id -> when /check last refreshed the board there
+        # Set per cog (each holds its own copies of the commands), because it depends on the settings.
+        for command in (self.verbose_command, self.progress_command, self.cleanup_command):
+            command.default_permissions = admin_default_permissions(settings.discord_admin_role_id)
 
-    # --- the commands: names, options and permissions only ---------------------------------
+    # --- the commands: names and options only (who Discord lists them for: __init__) -------
 
     @app_commands.command(name="check", description="Refresh the status board now")
     @app_commands.guild_only()
@@ -165,7 +191,6 @@ class DiscarrCog(commands.Cog):
         await self.run_check(interaction)
 
     @app_commands.command(name="verbose", description="Toggle debug logging of the bot, tracker and poller")
-    @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
     async def verbose_command(self, interaction: discord.Interaction) -> None:
         await self.run_verbose(interaction)
@@ -173,7 +198,6 @@ class DiscarrCog(commands.Cog):
     @app_commands.command(name="progress", description="Stuck and soon-stuck downloads and thresholds, "
                                                        "or one download's history as a chart")
     @app_commands.describe(download="A tracked download: show its progress history as a chart")
-    @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
     async def progress_command(self, interaction: discord.Interaction, download: str | None = None) -> None:
         await self.run_progress(interaction, download)
@@ -188,7 +212,6 @@ class DiscarrCog(commands.Cog):
     @app_commands.describe(dry_run="Check everything again and remove nothing",
                            include_import_blocked="Also remove completed downloads whose import is blocked",
                            include_slow="Also remove downloads too slow to finish within SLOW_MAX_ETA_HOURS")
-    @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
     async def cleanup_command(self, interaction: discord.Interaction, dry_run: bool = False,
                               include_import_blocked: bool = False, include_slow: bool = False) -> None:
@@ -234,6 +257,13 @@ class DiscarrCog(commands.Cog):
             await interaction.response.send_message(
                 f"/check works in <#{channel_id}>, where the status board is.", ephemeral=True)
             return
+        since = self.clock() - self._checked.get(channel_id, -math.inf)
+        if since < CHECK_COOLDOWN_SECONDS:
+            await interaction.response.send_message(
+                f"The status board was refreshed {int(since)} s ago; try again in "
+                f"{math.ceil(CHECK_COOLDOWN_SECONDS - since)} s.", ephemeral=True)
+            return
+        self._checked[channel_id] = self.clock()
         await interaction.response.defer(ephemeral=True, thinking=True)
         async with self.answering(interaction):
             result = await self.board.refresh()

@@ -16,7 +16,8 @@ from discord.utils import escape_markdown
 
 from common.settings import CLIENT_KINDS
 from common.units import human_duration, human_size
-from services.bot.board import BoardRow, board_rows, health_lines, kept_for_now, progress_bar, unhealthy_services
+from services.bot.board import (BoardRow, board_rows, health_lines, kept_for_now, progress_bar, result_groups,
+                                unhealthy_services)
 from services.bot.limits import DESCRIPTION, EMBEDS, TOTAL, clip, embed_length, fit_lines, fit_message, text_length
 
 RED = discord.Colour.red()
@@ -342,20 +343,15 @@ def cleanup_preview_embeds(analysis: dict[str, Any], *, include_import_blocked: 
     return fit_message([head])
 
 
-def cleanup_report_embeds(results: list[dict[str, Any]], *, dry_run: bool,
-                          requested_by: str | None = None) -> list[discord.Embed]:
+def cleanup_report_embeds(results: list[dict[str, Any]], *, dry_run: bool, requested_by: str | None = None,
+                          heading: str = "Cleanup") -> list[discord.Embed]:
     """The poller's answer: removed, skipped and failed downloads, each with the reason."""
-    groups: dict[str, list[dict]] = {"removed": [], "would": [], "skipped": [], "failed": []}
-    for result in results:
-        kind = result.get("result")
-        if dry_run and kind == "skipped" and str(result.get("detail", "")).startswith("dry run"):
-            kind = "would"  # the poller answers a dry run's "would remove" as a skip saying so
-        groups.get(kind, groups["failed"]).append(result)
+    groups = result_groups(results, dry_run=dry_run)
     if dry_run:
-        title = (f"Cleanup dry run: {len(groups['would'])} would be removed, {len(groups['skipped'])} skipped, "
+        title = (f"{heading} dry run: {len(groups['would'])} would be removed, {len(groups['skipped'])} skipped, "
                  f"{len(groups['failed'])} failed")
     else:
-        title = (f"Cleanup report: {len(groups['removed'])} removed, {len(groups['skipped'])} skipped, "
+        title = (f"{heading} report: {len(groups['removed'])} removed, {len(groups['skipped'])} skipped, "
                  f"{len(groups['failed'])} failed")
     head = discord.Embed(title=title, colour=RED if groups["failed"] else GREEN if not dry_run else BLURPLE,
                          description="Nothing was removed." if dry_run or not groups["removed"] else None)
@@ -419,3 +415,18 @@ def failure_embed(error: BaseException) -> discord.Embed:
     if isinstance(error, discord.HTTPException):
         return error_embed("Discord refused the message", f"{error.status}: {clip(error.text, 1000)}")
     return error_embed("Something went wrong", "The bot's log has the details.")
+
+
+# --- automatic cleanup ---------------------------------------------------------------------------
+
+def auto_cleanup_embeds(announcement: Any) -> list[discord.Embed]:
+    """One message per automatic cleanup event (services.bot.autoclean.Announcement)."""
+    if announcement.kind == "removed":
+        return cleanup_report_embeds(list(announcement.results), dry_run=announcement.dry_run,
+                                     requested_by="automatic cleanup (AUTO_CLEANUP)", heading="Automatic cleanup")
+    if announcement.kind == "held":
+        return [error_embed(f"⏸️ Automatic cleanup holds {clip(announcement.instance, 100)}",
+                            f"{clip(announcement.why, 1500)}\nNothing of it is removed automatically until this "
+                            "clears. To clean up by hand, look at /progress and run /cleanup.")]
+    return [notice_embed(f"▶️ Automatic cleanup resumes on {clip(announcement.instance, 100)}",
+                         "The hold is over; its stuck downloads are confirmed again before any removal.", GREEN)]

@@ -71,7 +71,7 @@ class ArrClient:
             page_total, page_records = self._page(page)
             totals.add(page_total)
             records.extend(page_records)
-        ids = {raw.get("id") for raw in records if isinstance(raw, dict)}
+        ids = {raw["id"] for raw in records if isinstance(raw, dict) and isinstance(raw.get("id"), int)}
         return records, len(totals) == 1 and len(ids) == len(records) == total
 
     def fetch_queue(self) -> tuple[list[dict[str, Any]], bool]:

@@ -1,4 +1,9 @@
-"""The audit log: one JSON line per removal decision, appended and flushed before the reply."""
+"""The audit log: one JSON line per removal decision, appended and fsynced when it is taken.
+
+Lines are written one at a time, each before the next DELETE: a removal first writes its
+intent ("removing"), and is not executed when that line cannot be written; then its
+outcome. A crash in the middle of a request loses no line of what was really done.
+"""
 from __future__ import annotations
 
 import json
@@ -11,14 +16,12 @@ class AuditLog:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
 
-    def append(self, entries: list[dict[str, Any]]) -> None:
-        if not entries:
-            return
+    def append(self, entry: dict[str, Any]) -> None:
+        """Add one line and fsync it; an OSError (disk full, read-only) reaches the caller."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in entries)
         # O_APPEND: lines are only ever added, never rewritten.
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(lines)
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 

@@ -80,12 +80,10 @@ class QBittorrentReader:
     def figures(self, hashes: set[str], private_lookups: int | None) -> dict[str, dict[str, Any]]:
         self._lookups_left = private_lookups
         if not hashes:
-            self.api.call("GET", "app/version")  # still ask, so its health is known
+            self.api.version()  # still ask, so its health is known
             return {}
         # Only the queue's torrents: a client seeding thousands answers a hundred times faster.
-        torrents = self.api.post_json("torrents/info", hashes="|".join(sorted(h.lower() for h in hashes)))
-        if not isinstance(torrents, list):
-            raise ClientError("bad_response", f"{self.config.name} answered torrents/info with something not a list")
+        torrents = self.api.torrents(torrent_hashes=sorted(h.lower() for h in hashes))
         found = {}
         for torrent in torrents:
             info_hash = str(torrent.get("hash", "")).upper() if isinstance(torrent, dict) else ""
@@ -109,13 +107,15 @@ class QBittorrentReader:
                 if self._lookups_left <= 0:
                     return None  # not known yet: a later poll asks
                 self._lookups_left -= 1
-            properties = self.api.get("torrents/properties", hash=info_hash.lower())
+            properties = self.api.properties(info_hash)
+            if properties is None:  # removed since torrents/info listed it: unknown, asked again if listed again
+                return None
             flag = properties.get("is_private") if isinstance(properties, dict) else None
             self._private[info_hash] = flag if isinstance(flag, bool) else None
         return self._private[info_hash]
 
     def tag(self, info_hash: str, tag: str) -> None:
-        self.api.post("torrents/addTags", hashes=info_hash.lower(), tags=tag)
+        self.api.add_tags(info_hash, tag)
 
     def close(self) -> None:
         self.api.close()
@@ -133,7 +133,7 @@ class TransmissionReader:
         answer = self.api.rpc("torrent-get", ids=sorted(h.lower() for h in hashes), fields=TRANSMISSION_FIELDS)
         torrents = answer.get("torrents")
         if not isinstance(torrents, list):
-            raise ClientError("bad_response", f"{self.config.name} answered torrent-get without torrents")
+            raise ClientError("bad_response", f"{self.api.where} answered torrent-get without torrents")
         return {str(t.get("hashString", "")).upper(): self._figures(t) for t in torrents if isinstance(t, dict)}
 
     def _figures(self, torrent: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +198,7 @@ class DownloadClients:
             except ClientError as exc:
                 state, error = exc.state, exc.reason
             except (TypeError, ValueError, KeyError, AttributeError) as exc:  # JSON of the wrong shape
-                state, error = "bad_response", f"{reader.config.name} answered something unexpected ({exc!r:.80})"
+                state, error = "bad_response", f"{reader.api.where} answered something unexpected ({exc!r:.80})"
             if state != "ok":
                 down.append(reader.config.name)
             health.append({"name": reader.config.name, "kind": reader.config.kind, "state": state, "error": error})

@@ -161,57 +161,64 @@ class Remover:
         by_instance: dict[str, list[dict]] = defaultdict(list)
         for item in request["downloads"]:
             by_instance[item["instance"]].append(item)
-        decisions: list[tuple[dict, str, str, str | None]] = []  # item, result, detail, arr answer
+        results = []
         for instance, items in by_instance.items():
             if late > 0:
                 detail = f"request expired {late:.0f}s before it reached the poller; nothing was done"
-                decisions.extend((item, "skipped", detail, None) for item in items)
+                results.extend(self._decided(request, item, "skipped", detail) for item in items)
             else:
-                decisions.extend(self._remove_from(instance, items, request))
-        self._write_audit(request, decisions)
-        # In the reply a dry run's "would remove" is a skip: nothing was removed (its detail says why).
-        answer = {"request_id": request_id,
-                  "results": [dict(item, result="skipped" if result == "dry_run" else result, detail=detail)
-                              for item, result, detail, _ in decisions]}
+                results.extend(self._remove_from(instance, items, request))
+        answer = {"request_id": request_id, "results": results}
         self._answers[request_id] = answer
         while len(self._answers) > REMEMBERED_REQUESTS:
             self._answers.popitem(last=False)
         return answer
 
-    def _remove_from(self, instance: str, items: list[dict], request: dict) -> list[tuple]:
+    def _remove_from(self, instance: str, items: list[dict], request: dict) -> list[dict]:
         client = self.clients.get(instance)
         if client is None:
-            return [(item, "failed", f"instance {instance!r} is not configured on this poller", None)
+            return [self._decided(request, item, "failed", f"instance {instance!r} is not configured on this poller")
                     for item in items]
         try:
             queue, _ = client.fetch_queue()
         except ArrError as exc:
-            return [(item, "failed", f"could not read the queue again: {exc.reason}", None) for item in items]
+            return [self._decided(request, item, "failed", f"could not read the queue again: {exc.reason}")
+                    for item in items]
         current: dict[str, list[dict]] = defaultdict(list)
         for record in queue:
             current[download_key(record)].append(record)
         # Fresh client evidence for what may be removed, every private flag asked for.
         wanted = [record for item in items for record in current.get(item["download_id"], ())]
         self.download_clients.annotate(wanted, private_lookups=None)
-        decisions = []
+        results = []
         for item in items:
             records = current.get(item["download_id"], [])
             why_not = recheck(item, records, self.policy, request["include_import_blocked"],
                               request.get("include_slow", False))
             if why_not is not None:
-                decisions.append((item, "skipped", why_not, None))
+                results.append(self._decided(request, item, "skipped", why_not))
                 continue
             queue_ids = sorted(record["id"] for record in records)
             mode = RemovalMode.choose(records, self.policy, self.memory.count(instance, item["download_id"]))
             if request["dry_run"]:
-                decisions.append((item, "dry_run", f"dry run: would remove {len(queue_ids)} queue record(s) "
-                                                   f"{mode.describe(instance)}", None))
+                # In the reply a dry run's "would remove" is a skip: nothing was removed (its detail says why).
+                results.append(self._decided(request, item, "dry_run", f"dry run: would remove {len(queue_ids)} "
+                                                                        f"queue record(s) {mode.describe(instance)}"))
                 continue
-            decisions.append(self._remove_one(client, item, queue_ids, mode))
-        return decisions
+            results.append(self._remove_one(client, request, item, queue_ids, mode))
+        return results
 
-    def _remove_one(self, client: ArrClient, item: dict, queue_ids: list[int], mode: RemovalMode) -> tuple:
+    def _remove_one(self, client: ArrClient, request: dict, item: dict, queue_ids: list[int],
+                    mode: RemovalMode) -> dict:
+        """Audit the intent, then remove; a removal whose intent cannot be audited is not executed."""
         instance = item["instance"]
+        intent = f"removing {len(queue_ids)} queue record(s) {mode.describe(instance)}"
+        try:
+            self.audit.append(self._audit_line(request, item, "removing", intent))
+        except OSError as exc:
+            log.error("audit log %s cannot be written (%s): nothing is removed", self.audit.path, exc.strerror or exc)
+            return self._result(item, "failed", f"the audit log cannot be written ({exc.strerror or exc}); "
+                                                "nothing was removed")
         tag_failure = ""
         if mode.kept_in is not None:  # tag first: a torrent kept in the client must be findable there
             try:
@@ -222,18 +229,32 @@ class Remover:
             removed, answer = client.remove(queue_ids, remove_from_client=mode.remove_from_client,
                                             blocklist=mode.blocklist, skip_redownload=mode.skip_redownload)
         except ArrError as exc:
-            return item, "failed", exc.reason, None
+            return self._decided(request, item, "failed", exc.reason)
         if not removed:
-            return item, "skipped", "no longer in the queue", answer
+            return self._decided(request, item, "skipped", "no longer in the queue", answer)
         self.memory.add(instance, item["download_id"])
-        return item, "removed", f"removed {mode.describe(instance)}{tag_failure}", answer
+        return self._decided(request, item, "removed", f"removed {mode.describe(instance)}{tag_failure}", answer)
 
-    def _write_audit(self, request: dict, decisions: list[tuple]) -> None:
-        when = datetime.fromtimestamp(self.clock.now(), timezone.utc).isoformat()
-        self.audit.append([{
-            "time": when, "request_id": request["request_id"], "requested_by": request["requested_by"],
+    def _decided(self, request: dict, item: dict, result: str, detail: str, answer: str | None = None) -> dict:
+        """One decision: its audit line written (and fsynced) now, before anything else is done."""
+        try:
+            self.audit.append(self._audit_line(request, item, result, detail, answer))
+        except OSError as exc:
+            log.error("audit log %s cannot be written (%s); lost the line: %s %s of %s", self.audit.path,
+                      exc.strerror or exc, result, detail, item["title"])
+        return self._result(item, result, detail)
+
+    @staticmethod
+    def _result(item: dict, result: str, detail: str) -> dict:
+        return dict(item, result="skipped" if result == "dry_run" else result, detail=detail)
+
+    def _audit_line(self, request: dict, item: dict, result: str, detail: str,
+                    answer: str | None = None) -> dict[str, Any]:
+        return {
+            "time": datetime.fromtimestamp(self.clock.now(), timezone.utc).isoformat(),
+            "request_id": request["request_id"], "requested_by": request["requested_by"],
             "dry_run": request["dry_run"], "instance": item["instance"], "title": item["title"],
             "download_id": item["download_id"], "queue_ids": item["queue_ids"], "category": item["category"],
             "reason": item["reason"], "evidence": item.get("evidence"), "result": result, "detail": detail,
             "arr_response": answer,
-        } for item, result, detail, answer in decisions])
+        }

@@ -20,9 +20,10 @@ import zmq
 from common import protocol
 from common.clock import Clock, SystemClock
 from common.downloads import UNKNOWN_STATUS
-from common.runtime import set_log_level
+from common.runtime import ProcessFailed, set_log_level
 from common.settings import InstanceConfig, Settings
-from common.sockets import answer, bind, connect, service_context
+from common.sockets import bind, connect, serve_one, service_context
+from common.version import ping_answer
 from services.poller.arr_client import ArrClient, ArrError
 from services.poller.audit import AuditLog
 from services.poller.download_clients import DownloadClients
@@ -33,6 +34,13 @@ log = logging.getLogger(__name__)
 
 BACKOFF_LIMIT = 8  # a failing instance is asked at most every 8 poll intervals
 MAIN_LOOP_WAIT_MS = 20  # how long a new snapshot may wait in the outbox: it adds to change-to-visible
+
+
+def failed_poll(instance: InstanceConfig, clock: Clock, poller: dict[str, Any], why: str) -> dict[str, Any]:
+    """The snapshot of a poll that read nothing: unhealthy, and no records, so no history is touched."""
+    return {"instance": instance.name, "kind": instance.kind, "taken_at": clock.now(), "poller": poller,
+            "poll_seconds": 0.0, "health": {"state": "bad_response", "error": why}, "clients": [],
+            "records": None}
 
 
 def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any], download_clients: DownloadClients,
@@ -82,7 +90,12 @@ class InstancePoller(threading.Thread):
         failures = 0
         while not self.stop.is_set():
             started = time.monotonic()
-            snapshot = take_snapshot(self.client, self.clock, self.poller, self.download_clients, self.memory)
+            try:
+                snapshot = take_snapshot(self.client, self.clock, self.poller, self.download_clients, self.memory)
+            except Exception:  # a bug meeting odd data: this poll is lost, never the thread
+                log.exception("polling %s failed; trying again next poll", self.client.instance.name)
+                snapshot = failed_poll(self.client.instance, self.clock, self.poller,
+                                       "the poll failed inside the poller (see its log)")
             # Back off from an instance that keeps failing, up to BACKOFF_LIMIT intervals.
             failures = failures + 1 if snapshot["records"] is None else 0
             delay = self.interval * min(2 ** failures, BACKOFF_LIMIT)
@@ -121,9 +134,12 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
         # IMMEDIATE: queue nothing for a tracker that is not there.
         push = connect(context, zmq.PUSH, settings.tracker_ingest_endpoint, settings.curve,
                        sndhwm=max(1, len(pollers)), immediate=1)
-        handlers = {"ping": lambda body: {"service": "poller"}, "remove": remover.handle,
+        handlers = {"ping": lambda body: ping_answer("poller"),
+                    "remove": remover.handle,
                     "log_level": set_log_level}
         sender = SnapshotSender(push, settings.tracker_ingest_endpoint)
+        sockets = zmq.Poller()
+        sockets.register(commands, zmq.POLLIN)
         try:
             for poller in pollers:
                 poller.start()
@@ -132,34 +148,49 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
                      ", ".join(c.name for c in settings.download_clients) or "none",
                      settings.poller_command_endpoint)
             while not stop.is_set():
-                if commands.poll(MAIN_LOOP_WAIT_MS, zmq.POLLIN):
-                    commands.send(answer(commands.recv(), handlers, "poller"))
+                # Wait for a request, or for the tracker to take what is pending; new snapshots are
+                # picked up at least every MAIN_LOOP_WAIT_MS.
+                sockets.register(push, zmq.POLLOUT if sender.pending else 0)
+                ready = dict(sockets.poll(MAIN_LOOP_WAIT_MS))
+                if commands in ready:
+                    serve_one(commands, handlers, "poller")
                 while True:
                     try:
                         sender.keep(outbox.get_nowait())
                     except queue.Empty:
                         break
-                sender.flush()
+                if push in ready or sender.pending:
+                    sender.flush()
+                dead = [poller.name for poller in pollers if not poller.is_alive()]
+                if dead and not stop.is_set():
+                    raise ProcessFailed(f"poll thread(s) {', '.join(dead)} stopped; exiting so the supervisor "
+                                     "restarts the poller")
         finally:
             stop.set()
 
 
 class SnapshotSender:
-    """Delivers the newest snapshot of each instance; while the tracker is away, keeps only that."""
+    """Delivers the newest snapshot of each instance; while the tracker is away, keeps only that.
+
+    Each snapshot is encoded once, when it is kept, and sent when the socket can take it.
+    """
 
     def __init__(self, push: zmq.Socket, endpoint: str) -> None:
         self.push = push
         self.endpoint = endpoint
-        self.pending: dict[str, dict] = {}
+        self.pending: dict[str, bytes] = {}
         self.tracker_away = False
 
     def keep(self, snapshot: dict) -> None:
-        self.pending[snapshot["instance"]] = snapshot
+        try:
+            self.pending[snapshot["instance"]] = protocol.encode("snapshot", snapshot)
+        except protocol.ProtocolError as exc:  # a bug: the poller built a snapshot its own protocol refuses
+            log.error("a snapshot of %s could not be encoded and was dropped: %s", snapshot["instance"], exc)
 
     def flush(self) -> None:
         for name in list(self.pending):
             try:
-                self.push.send(protocol.encode("snapshot", self.pending[name]), zmq.NOBLOCK)
+                self.push.send(self.pending[name], zmq.NOBLOCK)
             except zmq.Again:
                 if not self.tracker_away:
                     log.warning("tracker is not receiving at %s; keeping only the newest snapshot "

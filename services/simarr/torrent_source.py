@@ -119,9 +119,7 @@ class QBittorrentSource:
         """The torrents in `category`, or None while qBittorrent cannot tell."""
         with self._lock:
             try:
-                listed = self._api.get("torrents/info", category=category)
-                if not isinstance(listed, list):
-                    raise ClientError("bad_response", "qBittorrent's torrents/info is not a list")
+                listed = self._api.torrents(category=category)
             except ClientError as error:
                 if not self._failing:
                     log.warning("%s; its torrents stay in the queue as downloadClientUnavailable", error.reason)
@@ -135,7 +133,7 @@ class QBittorrentSource:
     def delete(self, hashes: list[str]) -> None:
         """Delete torrents and their files; ClientError when qBittorrent cannot."""
         with self._lock:
-            self._api.post("torrents/delete", hashes="|".join(hashes), deleteFiles="true")
+            self._api.delete(hashes)
 
 
 class TorrentFeed:

@@ -11,7 +11,8 @@ from common import protocol
 from common.clock import Clock, SystemClock
 from common.runtime import release_memory, set_log_level
 from common.settings import Settings
-from common.sockets import answer, bind, service_context
+from common.sockets import bind, one_frame, serve_one, service_context
+from common.version import ping_answer
 from services.tracker import checkpoint
 from services.tracker.history import DetectionConfig
 from services.tracker.state import InstanceConflict, Tracker
@@ -23,9 +24,9 @@ BIG_MESSAGE_BYTES = 1024 * 1024  # after a snapshot this big, give the freed mem
 
 def query_handlers(tracker: Tracker, settings: Settings) -> dict:
     return {
-        "ping": lambda body: {"service": "tracker"},
+        "ping": lambda body: ping_answer("tracker"),
         "log_level": set_log_level,
-        "check": lambda body: tracker.check(),
+        "check": lambda body: tracker.check(body.get("offset", 0), body.get("limit")),
         "progress": lambda body: tracker.progress(settings.thresholds()),
         "analyze": lambda body: tracker.analyze(body["include_import_blocked"], body.get("include_slow", False)),
         "history": lambda body: tracker.history(body["instance"], body["download_id"]),
@@ -49,25 +50,39 @@ def run_tracker(settings: Settings, stop: threading.Event, clock: Clock | None =
             while not stop.is_set():
                 ready = dict(poller.poll(200))
                 if ingest in ready:
-                    data = ingest.recv()
-                    receive_snapshot(tracker, data)
-                    if len(data) > BIG_MESSAGE_BYTES:
-                        del data
+                    frames = ingest.recv_multipart()
+                    receive_snapshot(tracker, frames)
+                    if sum(len(frame) for frame in frames) > BIG_MESSAGE_BYTES:
+                        del frames
                         release_memory()
                 if queries in ready:
-                    queries.send(answer(queries.recv(), handlers, "tracker"))
+                    serve_one(queries, handlers, "tracker")
                 if time.monotonic() >= next_checkpoint:
-                    checkpoint.save(tracker, settings.tracker_state_file)
+                    save_checkpoint(tracker, settings.tracker_state_file)
                     next_checkpoint = time.monotonic() + settings.tracker_checkpoint_seconds
         finally:
-            checkpoint.save(tracker, settings.tracker_state_file)
+            save_checkpoint(tracker, settings.tracker_state_file)
 
 
-def receive_snapshot(tracker: Tracker, data: bytes) -> None:
+def save_checkpoint(tracker: Tracker, path: str) -> bool:
+    """Write the checkpoint; a disk that is full or read-only is logged, and the next checkpoint retries."""
     try:
-        message = protocol.decode(data)
+        checkpoint.save(tracker, path)
+        return True
+    except OSError as exc:
+        log.error("cannot write the checkpoint %s (%s); history stays in memory and the next checkpoint "
+                  "tries again", path, exc.strerror or exc)
+        return False
+
+
+def receive_snapshot(tracker: Tracker, frames: list[bytes]) -> None:
+    """Ingest one message from the PULL socket; anything wrong with it drops that message only."""
+    try:
+        message = protocol.decode(one_frame(frames))
         if message.type != "snapshot":
             raise protocol.ProtocolError(f"expected a snapshot, got {message.type!r}")
         tracker.ingest(message.body)
     except (protocol.ProtocolError, InstanceConflict) as exc:
         log.warning("ingest rejected a message: %s", exc)
+    except Exception:
+        log.exception("ingest failed on a snapshot; it was dropped and the tracker goes on")

@@ -210,11 +210,14 @@ class Tracker:
                  "downloads": sorted(outage.held)}
                 for (instance, client), outage in sorted(self.outages.items())]
 
-    def check(self) -> dict[str, Any]:
-        items = [finding.item() for finding in self.findings()]
-        items.sort(key=lambda item: (item["instance"], item["title"]))
+    def check(self, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+        """The queue as the tracker sees it: `limit` downloads from `offset` (every one without a limit),
+        in a stable order (instance, title, download id), and `tracked`, how many there are in all."""
+        histories = sorted(self.histories(), key=lambda h: (h.instance, h.title, h.key))
+        page = histories[max(0, offset):] if limit is None else histories[max(0, offset):max(0, offset) + limit]
         return {"instances": self.instance_report(), "download_clients": self.client_report(),
-                "outages": self.outage_report(), "downloads": items, "tracked": len(items)}
+                "outages": self.outage_report(), "downloads": [examine(h, self.config).item() for h in page],
+                "tracked": len(histories), "offset": offset}
 
     def progress(self, config_report: dict[str, Any]) -> dict[str, Any]:
         findings = self.findings("stuck", "inactive", "slow", "attention", "soon_stuck")
@@ -247,7 +250,8 @@ class Tracker:
                 "withheld": [f.item() for f in findings if removable(f) and f.history.withheld],
                 "attention": [f.item() for f in findings if f.category == "attention"],
                 "slow": [f.item() for f in findings if f.category == "slow"],
-                "pollers": {i.name: i.poller_endpoint for i in self.instances.values() if i.poller_endpoint}}
+                "pollers": {i.name: i.poller_endpoint for i in self.instances.values() if i.poller_endpoint},
+                "poller_names": {i.poller_endpoint: i.poller for i in self.instances.values() if i.poller_endpoint}}
 
     def history(self, instance: str, key: str) -> dict[str, Any]:
         history = self.downloads.get(instance, {}).get(key)

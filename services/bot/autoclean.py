@@ -1,0 +1,258 @@
+"""Automatic cleanup (SPEC section 4.1): removal without a human, more careful than any peer tool.
+
+After each board refresh the bot asks the tracker for the removal candidates of the
+categories in AUTO_CLEANUP. A download is removed only once AUTO_CLEANUP_CONFIRMATIONS
+consecutive analyses found it a candidate, at most AUTO_CLEANUP_MAX_PER_HOUR per instance
+(the rest wait for the next hour), and never from an instance that is held:
+
+- the instance is unhealthy or stale (its poller stopped reporting);
+- one of its download clients is in an outage (every active download stopped at once);
+- its candidates are at least 3 and at least half of its active downloads: that is an
+  outage or a broken indexer, not N stuck downloads.
+
+A candidate whose download client is unhealthy, or whose evidence is withheld, is never
+removed either. Removals go through the same request path as /cleanup (the poller checks
+each download again and audits it with "auto" as the requester).
+
+`plan` decides, as a pure function of the configuration, the state, the tracker's answers
+and the time; `AutoCleaner` does the I/O around it and keeps the state in the bot's state
+file, so a restart neither resets confirmations nor lets the hourly cap be exceeded.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from services.bot.board import result_groups
+
+log = logging.getLogger(__name__)
+
+CATEGORIES = ("stuck", "inactive", "slow", "import_blocked")
+HOLD_MIN_CANDIDATES = 3
+HOUR = 3600.0
+REQUESTED_BY = "auto"
+
+
+def category_of(item: dict[str, Any]) -> str:
+    """The AUTO_CLEANUP category of a candidate: import-blocked downloads are "attention" items."""
+    return "import_blocked" if item["category"] == "attention" else item["category"]
+
+
+def item_key(item: dict[str, Any]) -> str:
+    return f"{item['instance']}/{item['download_id']}"
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    categories: frozenset[str] = frozenset()
+    dry_run: bool = False
+    confirmations: int = 2
+    max_per_hour: int = 10
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "AutoConfig":
+        return cls(frozenset(settings.auto_cleanup), settings.auto_cleanup_dry_run,
+                   settings.auto_cleanup_confirmations, settings.auto_cleanup_max_per_hour)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.categories)
+
+    def describe(self) -> str:
+        """"off", or what it removes: "on: stuck, inactive" / "dry run: stuck"."""
+        if not self.enabled:
+            return "off"
+        mode = "dry run" if self.dry_run else "on"
+        return f"{mode}: {', '.join(c for c in CATEGORIES if c in self.categories)}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"categories": [c for c in CATEGORIES if c in self.categories], "dry_run": self.dry_run,
+                "confirmations": self.confirmations, "max_per_hour": self.max_per_hour}
+
+
+@dataclass
+class AutoState:
+    """What automatic cleanup remembers between runs (and restarts): JSON in the bot state file."""
+
+    confirmations: dict[str, int] = field(default_factory=dict)  # "instance/download_id" -> consecutive finds
+    removed: dict[str, list[float]] = field(default_factory=dict)  # instance -> removal times this last hour
+    held: dict[str, str] = field(default_factory=dict)  # instance -> why it is held
+
+    @classmethod
+    def from_json(cls, data: Any) -> "AutoState":
+        data = data if isinstance(data, dict) else {}
+
+        def mapping(name: str, valid: Callable[[Any], bool]) -> dict:
+            value = data.get(name)
+            return {k: v for k, v in value.items() if isinstance(k, str) and valid(v)} if isinstance(value, dict) else {}
+        return cls(mapping("confirmations", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+                   mapping("removed", lambda v: isinstance(v, list) and all(isinstance(t, (int, float)) for t in v)),
+                   mapping("held", lambda v: isinstance(v, str)))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"confirmations": self.confirmations, "removed": self.removed, "held": self.held}
+
+    def removed_this_hour(self, instance: str, now: float) -> int:
+        return sum(1 for moment in self.removed.get(instance, ()) if now - moment < HOUR)
+
+
+@dataclass
+class Plan:
+    remove: list[dict[str, Any]]     # candidates confirmed enough times, within the hourly cap
+    waiting: list[dict[str, Any]]    # confirmed, but over the hourly cap: the next hour
+    counting: list[dict[str, Any]]   # candidates still being confirmed
+    held: dict[str, str]             # instance -> why nothing of it is removed now
+    newly_held: dict[str, str]
+    released: list[str]
+    state: AutoState
+
+
+def holds(check: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str, str]:
+    """The instances nothing may be removed from now, each with why."""
+    why: dict[str, str] = {}
+    for instance in check.get("instances", ()):
+        if not instance["healthy"]:
+            why[instance["name"]] = f"it is {instance['state']}: {instance['error']}"
+    for outage in check.get("outages", ()):
+        why.setdefault(outage["instance"], f"{outage['download_client']} stopped every download at once (outage)")
+    active = Counter(item["instance"] for item in check.get("downloads", ()) if item.get("activity") == "active")
+    found = Counter(item["instance"] for item in candidates)
+    for instance, count in found.items():
+        if count >= HOLD_MIN_CANDIDATES and count * 2 >= active[instance]:
+            why.setdefault(instance, f"{count} of its {active[instance]} active downloads are candidates at once: "
+                                     "an outage or a broken indexer, not that many stuck downloads")
+    return why
+
+
+def _client_down(check: dict[str, Any], item: dict[str, Any]) -> bool:
+    down = {client["name"] for client in check.get("download_clients", ()) if not client["healthy"]}
+    client = item.get("client")
+    return bool(client) and client.get("name") in down
+
+
+def plan(config: AutoConfig, state: AutoState, analysis: dict[str, Any], check: dict[str, Any],
+         now: float) -> Plan:
+    """What automatic cleanup does after this analysis (pure: the caller does the I/O)."""
+    wanted = [item for item in analysis.get("candidates", ())
+              if category_of(item) in config.categories and not item.get("withheld")]
+    held = holds(check, wanted)
+    confirmations: dict[str, int] = {}
+    remove, waiting, counting = [], [], []
+    budget = {instance: config.max_per_hour - state.removed_this_hour(instance, now)
+              for instance in {item["instance"] for item in wanted}}
+    for item in wanted:
+        if item["instance"] in held or _client_down(check, item):
+            continue  # a held candidate starts its confirmations again once the hold is over
+        key = item_key(item)
+        confirmations[key] = state.confirmations.get(key, 0) + 1
+        if confirmations[key] < config.confirmations:
+            counting.append(item)
+        elif budget[item["instance"]] > 0:
+            budget[item["instance"]] -= 1
+            remove.append(item)
+        else:
+            waiting.append(item)
+    removed = {instance: [t for t in times if now - t < HOUR] for instance, times in state.removed.items()}
+    new_state = AutoState(confirmations, {k: v for k, v in removed.items() if v}, held)
+    return Plan(remove, waiting, counting, held, {k: v for k, v in held.items() if k not in state.held},
+                [instance for instance in state.held if instance not in held], new_state)
+
+
+def record_results(state: AutoState, results: list[dict[str, Any]], now: float) -> None:
+    """Count what was really removed against the hourly cap; a removed download needs confirming anew."""
+    for result in results:
+        if result["result"] == "removed":
+            state.removed.setdefault(result["instance"], []).append(now)
+            state.confirmations.pop(item_key(result), None)
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """What automatic cleanup tells the channel (or the terminal): one of these per event."""
+
+    kind: str  # "removed" (a run's results), "held", "released"
+    results: tuple[dict[str, Any], ...] = ()
+    instance: str = ""
+    why: str = ""
+    dry_run: bool = False
+
+    def text(self) -> str:
+        """One line for the log and the terminal."""
+        if self.kind == "held":
+            return (f"automatic cleanup holds {self.instance}: {self.why}; nothing of it is removed until this "
+                    "clears (discarr cleanup or /cleanup removes by hand)")
+        if self.kind == "released":
+            return f"automatic cleanup no longer holds {self.instance}"
+        groups = result_groups(list(self.results), dry_run=self.dry_run)
+        done = "would remove" if self.dry_run else "removed"
+        lines = [f"{r['title']} ({r['instance']}, {category_of(r)}): {r['reason']}"
+                 for r in groups["would" if self.dry_run else "removed"]]
+        lines += [f"{r['title']} ({r['instance']}) {kind}: {r['detail']}"
+                  for kind in ("skipped", "failed") for r in groups[kind]]
+        return (f"automatic cleanup {done} {len(groups['would' if self.dry_run else 'removed'])}, skipped "
+                f"{len(groups['skipped'])}, failed {len(groups['failed'])}: " + "; ".join(lines))
+
+
+Ask = Callable[..., Awaitable[dict[str, Any]]]
+Remove = Callable[[dict[str, Any], list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+Announce = Callable[[Announcement], Awaitable[None]]
+
+
+class AutoCleaner:
+    """Runs `plan` after each board refresh: asks the tracker, removes through the pollers, announces."""
+
+    def __init__(self, config: AutoConfig, state: dict[str, Any], save: Callable[[], Awaitable[None]],
+                 ask_tracker: Ask, remove: Remove, announce: Announce, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.store = state  # the bot state dict; ours is under "auto_cleanup"
+        self.state = AutoState.from_json(state.get("auto_cleanup"))
+        self.save = save
+        self.ask_tracker = ask_tracker
+        self.remove = remove
+        self.announce = announce
+        self.clock = clock
+        self.last: Plan | None = None
+
+    async def run(self, check: dict[str, Any]) -> Plan | None:
+        """One automatic cleanup, after a board refresh that produced `check`."""
+        if not self.config.enabled:
+            return None
+        analysis = await self.ask_tracker("analyze", {
+            "include_import_blocked": "import_blocked" in self.config.categories,
+            "include_slow": "slow" in self.config.categories})
+        now = self.clock()
+        decided = plan(self.config, self.state, analysis, check, now)
+        self.state = decided.state
+        for instance, why in decided.newly_held.items():
+            await self.announce(Announcement("held", instance=instance, why=why))
+        for instance in decided.released:
+            await self.announce(Announcement("released", instance=instance))
+        if decided.remove:
+            results = await self.remove(analysis, decided.remove)
+            record_results(self.state, results, now)
+            await self.announce(Announcement("removed", tuple(results), dry_run=self.config.dry_run))
+        self.store["auto_cleanup"] = self.state.as_json()
+        await self.save()
+        self.last = decided
+        return decided
+
+    def report(self, check_interval: float) -> dict[str, Any]:
+        """Automatic cleanup as /progress and the board show it: its configuration, what it removed this
+        hour, the instances it holds, and each candidate's confirmations and when it will be removed."""
+        now = self.clock()
+        candidates = []
+        if self.last is not None:
+            for item in [*self.last.counting, *self.last.waiting]:
+                have = self.state.confirmations.get(item_key(item), 0)
+                runs = max(1, self.config.confirmations - have)
+                waiting = item in self.last.waiting
+                candidates.append({"instance": item["instance"], "download_id": item["download_id"],
+                                   "title": item["title"], "category": category_of(item), "confirmations": have,
+                                   "needed": self.config.confirmations,
+                                   "removal_at": None if waiting else now + runs * check_interval,
+                                   "waiting_for_next_hour": waiting})
+        return {"config": self.config.as_dict(), "state": self.config.describe(),
+                "removed_this_hour": {i: n for i in self.state.removed if (n := self.state.removed_this_hour(i, now))},
+                "held": dict(self.state.held), "candidates": candidates}
