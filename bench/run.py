@@ -124,7 +124,7 @@ def poll_cycle(port: int) -> tuple[float, float, float, float]:
     started = time.perf_counter()
     snapshots = []
     for client in clients:
-        records = client.fetch_queue()
+        records, _ = client.fetch_queue()
         snapshots.append(protocol.encode("snapshot", {
             "instance": client.instance.name, "kind": client.instance.kind, "taken_at": time.time(),
             "poller": {"name": "bench", "endpoint": "tcp://127.0.0.1:1", "next_within": 1.0},

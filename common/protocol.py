@@ -12,12 +12,15 @@ type       direction     body
 snapshot   poller→tracker ``QueueSnapshot`` as a map (see ``snapshot_body``)
 check      →tracker       ``{"offset"?: int, "limit"?: int}``: the current queue as the tracker sees it,
                           `limit` downloads from `offset` (all without a limit; see ``merge_check``)
-progress   →tracker       ``{}``: statistics, stuck, inactive, soon stuck
+progress   →tracker       ``{}``: statistics, stuck, inactive, soon stuck, and the latest automatic-cleanup report
+auto_report →tracker      ``{"report": map}``: the bot's automatic-cleanup state, for every asker of progress
 analyze    →tracker       ``{"include_import_blocked": bool, "include_slow"?: bool}``: removal candidates
 history    →tracker       ``{"instance": str, "download_id": str}``: chart points
 remove     →poller        ``{"request_id", "expires_at", "requested_by", "dry_run",
                           "include_import_blocked", "include_slow"?, "downloads": [ITEM]}``
                           → ``{"results": [RESULT]}``
+stats      →tracker       ``{"days": float, "by": "indexer"|"client"|"instance"|"group"}``: outcomes of the
+                          downloads that left the queue (SPEC 5.1)
 log_level  →tracker/poller ``{"level": "DEBUG"|"INFO"|...}``: set its logging level (/verbose)
 ping       →any REP       ``{}``
 ok         reply          the answer
@@ -56,13 +59,16 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "remove": {"request_id": (str,), "expires_at": _NUMBER, "requested_by": (str,), "dry_run": (bool,),
                "include_import_blocked": (bool,), "downloads": (list,)},
     "log_level": {"level": (str,)},
+    "stats": {"days": _NUMBER, "by": (str,)},
+    "auto_report": {"report": (dict,)},
     "ping": {},
     "ok": {},
     "error": {"error": (str,)},
 }
 # type -> {field: accepted python types} for fields a sender may leave out (newer than the first version).
 OPTIONAL_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
-    "snapshot": {"complete": (bool,)},  # False: the queue was read incompletely; keep what was not seen
+    "snapshot": {"complete": (bool,),  # False: the queue was read incompletely; keep what was not seen
+                 "removals": (list,)},  # REMOVAL_NOTICE_FIELDS: what this poller removed of the instance lately
     "check": {"offset": (int,), "limit": (int,)},
     "analyze": {"include_slow": (bool,)},
     "remove": {"include_slow": (bool,), "sent_at": _NUMBER},
@@ -73,7 +79,7 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "id": (int,), "download_id": _OPT_STR, "title": (str,), "status": (str,),
     "tracked_status": _OPT_STR, "tracked_state": _OPT_STR, "error_message": _OPT_STR,
     "size": (int,), "sizeleft": (int,), "eta": _OPT_STR, "added": _OPT_STR,
-    "protocol": _OPT_STR, "download_client": _OPT_STR,
+    "protocol": _OPT_STR, "download_client": _OPT_STR, "indexer": _OPT_STR,
     "client": (dict, type(None)),   # the download client's own figures (CLIENT_FIELDS), when it has the torrent
     "removed_before": (int,),       # how often this poller removed this download before: it came back
 }
@@ -98,6 +104,11 @@ POLLER_FIELDS: dict[str, tuple[type, ...]] = {"name": (str,), "endpoint": (str,)
 REMOVAL_ITEM_FIELDS: dict[str, tuple[type, ...]] = {
     "instance": (str,), "download_id": (str,), "queue_ids": (list,), "title": (str,),
     "category": (str,), "progress": _NUMBER, "size": (int,), "sizeleft": (int,), "reason": (str,),
+}
+
+# One download a poller removed lately, as its snapshots tell the tracker (the outcome "removed" in stats).
+REMOVAL_NOTICE_FIELDS: dict[str, tuple[type, ...]] = {
+    "download_id": (str,), "category": (str,), "requested_by": (str,), "at": _NUMBER,
 }
 
 HEALTH_STATES = ("ok", "unreachable", "unauthorized", "bad_response")
@@ -143,6 +154,10 @@ def validate(message_type: str, body: Any) -> None:
             _check_fields(f"snapshot record {index}", record, RECORD_FIELDS)
             if record["client"] is not None:
                 _check_fields(f"snapshot record {index} client", record["client"], CLIENT_FIELDS)
+        for index, notice in enumerate(body.get("removals") or ()):
+            if not isinstance(notice, dict):
+                raise ProtocolError(f"snapshot: removal {index} must be a map")
+            _check_fields(f"snapshot removal {index}", notice, REMOVAL_NOTICE_FIELDS)
     if message_type == "remove":
         for index, item in enumerate(body["downloads"]):
             if not isinstance(item, dict):

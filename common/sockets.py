@@ -98,12 +98,15 @@ def bind(context: zmq.Context, kind: int, endpoint: str, name: str, curve: Curve
 
 
 def connect(context: zmq.Context, kind: int, endpoint: str, curve: CurveKeys | None = None,
-            **options: int) -> zmq.Socket:
+            before: Callable[[zmq.Socket], None] | None = None, **options: int) -> zmq.Socket:
+    """A socket connected to `endpoint`; `before(sock)` runs just before it connects (a monitor, say)."""
     sock = make_socket(context, kind, **options)
     if curve is not None:
         sock.curve_serverkey = curve.server_public.encode()
         sock.curve_publickey = curve.client_public.encode()
         sock.curve_secretkey = curve.client_secret.encode()
+    if before is not None:
+        before(sock)
     try:
         sock.connect(endpoint)
     except zmq.ZMQError as exc:
@@ -194,13 +197,11 @@ class RequestClient:
         attempts = self.retries + 1
         for attempt in range(attempts):
             sock = self._socket or self._fresh_socket()
-            wait = max(0.0, (deadline - time.monotonic()) / (attempts - attempt))
-            started = time.monotonic()
-            if not wait_writable(sock, min(wait, CONNECT_GRACE_SECONDS)):
+            if not wait_writable(sock, min(deadline - time.monotonic(), CONNECT_GRACE_SECONDS)):
                 break  # nobody is there to take it: no retry can do better
             sock.send(payload)
-            wait -= time.monotonic() - started
-            if sock.poll(int(max(0.0, wait) * 1000), zmq.POLLIN):
+            wait = max(0.0, (deadline - time.monotonic()) / (attempts - attempt))
+            if sock.poll(int(wait * 1000), zmq.POLLIN):
                 try:
                     reply = protocol.decode(one_frame(sock.recv_multipart()))
                 except protocol.ProtocolError as exc:
@@ -256,9 +257,11 @@ class AsyncRequestClient:
             self._drop_socket()  # a task of the socket died (it logged why): start afresh
         if self._socket is None:
             self._connected.clear()
-            self._socket = connect(self._context, zmq.DEALER, self.endpoint, self.curve)
-            self._monitor = self._socket.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
+
+            def watch(sock: zmq.asyncio.Socket) -> None:  # before connecting: no event may be missed
+                self._monitor = sock.get_monitor_socket(
+                    zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
+            self._socket = connect(self._context, zmq.DEALER, self.endpoint, self.curve, before=watch)
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(self._receive(self._socket)),
                            loop.create_task(self._watch(self._monitor))]
@@ -316,10 +319,8 @@ class AsyncRequestClient:
         try:
             sock = self._ensure_socket()
             data = await asyncio.wait_for(self._send_and_wait(sock, request_id, payload, waiter, budget), budget)
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, _NobodyThere):
             self._drop_socket()  # what it still holds for the silent peer is never delivered
-            raise unavailable from None
-        except _NobodyThere:
             raise unavailable from None
         finally:
             self._pending.pop(request_id, None)

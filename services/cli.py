@@ -17,6 +17,7 @@ from common.runtime import ProcessFailed, configure_logging, stop_event_on_signa
 from common.settings import Settings, SettingsError, load_settings
 from common.sockets import RequestClient, ServiceError, ServiceUnavailable
 from common.version import VERSION
+from services.bot.stats_view import STATS_GROUPINGS  # light: its discord, rich and matplotlib load on use
 
 
 def _settings() -> Settings:
@@ -53,6 +54,17 @@ def _ask(settings: Settings, service: str, message_type: str, body: dict[str, An
     except (ServiceUnavailable, ServiceError) as exc:
         click.echo(f"discarr: {exc}", err=True)
         sys.exit(1)
+
+
+def _worst_offender(settings: Settings) -> str | None:
+    """One line about an indexer, client or release group that keeps giving dead downloads (or None)."""
+    from services.bot.stats_view import first_offender, stats_requests
+    try:
+        with RequestClient("tracker", settings.tracker_query_endpoint, settings.request_timeout_seconds,
+                           curve=settings.curve) as client:
+            return first_offender([client.request("stats", body) for body in stats_requests()])
+    except (ServiceUnavailable, ServiceError):
+        return None  # no statistics (yet): progress is still worth showing
 
 
 def _print_json(data: Any) -> None:
@@ -231,15 +243,47 @@ def check(as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--interval", type=click.FloatRange(min=0.5), help="Seconds between refreshes (default CHECK_INTERVAL).")
+def watch(interval: float | None) -> None:
+    """The status board, live in this terminal (refreshed in place), until Ctrl-C."""
+    from services.bot.terminal import watch_board
+    watch_board(_settings(), interval=interval)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def progress(as_json: bool) -> None:
-    """Tracker statistics: stuck, inactive and soon-stuck downloads, thresholds."""
+    """Tracker statistics: stuck, inactive and soon-stuck downloads, thresholds, automatic cleanup."""
+    from services.bot.autoclean import AutoConfig
     from services.bot.terminal import make_console, render_progress
-    answer = _ask(_settings(), "tracker", "progress")
+    settings = _settings()
+    answer = _ask(settings, "tracker", "progress")
+    answer["worst_offender"] = _worst_offender(settings)
+    if answer.get("auto_cleanup") is None:  # no bot has reported yet: this host's configuration
+        config = AutoConfig.from_settings(settings)
+        answer["auto_cleanup"] = {"config": config.as_dict(), "state": config.describe(), "removed_this_hour": {},
+                                  "held": {}, "candidates": []}
     if as_json:
         _print_json(answer)
     else:
         make_console().print(render_progress(answer))
+
+
+@main.command()
+@click.option("--days", type=click.FloatRange(min=0.0, min_open=True), default=30.0, show_default=True,
+              help="How many days back to look.")
+@click.option("--by", type=click.Choice(STATS_GROUPINGS), default="indexer", show_default=True,
+              help="Group by indexer, download client, *arr instance or release group.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def stats(days: float, by: str, as_json: bool) -> None:
+    """Per indexer, client, instance or release group: how the downloads that left the queue fared."""
+    from services.bot.stats_view import stats_table
+    from services.bot.terminal import make_console
+    answer = _ask(_settings(), "tracker", "stats", {"days": days, "by": by})
+    if as_json:
+        _print_json(answer)
+    else:
+        make_console().print(stats_table(answer))
 
 
 @main.command()

@@ -15,7 +15,7 @@ def record(queue_id: int, download_id: str | None, *, size: int = 10 * GB, downl
         "id": queue_id, "download_id": download_id, "title": title or f"Download.{download_id or queue_id}",
         "status": status, "tracked_status": tracked_status, "tracked_state": tracked_state,
         "error_message": error_message, "size": size, "sizeleft": max(0, size - downloaded),
-        "eta": None, "added": None, "protocol": "torrent", "download_client": download_client,
+        "eta": None, "added": None, "protocol": "torrent", "download_client": download_client, "indexer": None,
         "client": None, "removed_before": 0,
     }
     fields.update(extra)

@@ -15,7 +15,7 @@ import pytest
 
 from common.sockets import ServiceUnavailable
 from services.bot.app import DiscarrBot, RedactToken, run_discord_bot
-from services.bot.commands import ServiceFailure, Services
+from services.bot.requests import ServiceFailure, Services
 from services.bot.embeds import page_of
 from services.bot.preview import preview_payloads, render_text
 from tests.test_bot_fakes import (ADMIN_ROLE_ID, FakeChannel, FakeInteraction, bot_settings, measure, member,
@@ -190,7 +190,7 @@ def test_setup_hook_registers_the_persistent_pager_and_syncs_only_changed_comman
     first, views, commands = run(scenario())
     assert synced == [1]  # the second start found the same commands already synced
     assert views == ["BoardPager"]
-    assert commands == {"check", "verbose", "progress", "cleanup"}
+    assert commands == {"check", "verbose", "progress", "cleanup", "stats"}
     assert first.board_loop.seconds == settings.check_interval
     assert first.intents.value == discord.Intents(guilds=True).value  # no privileged intent
 
@@ -208,7 +208,7 @@ def test_the_synced_commands_follow_the_admin_role_setting(tmp_path, monkeypatch
             await _start(bot_settings(tmp_path, discord_admin_role_id=role))
     run(scenario())
     with_role, without_role = synced
-    for name in ("verbose", "progress", "cleanup"):
+    for name in ("verbose", "progress", "cleanup", "stats"):
         assert with_role[name]["default_member_permissions"] is None
         assert str(without_role[name]["default_member_permissions"]) == "32"
 

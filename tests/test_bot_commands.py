@@ -8,7 +8,8 @@ import pytest
 from common.settings import Settings
 from services.bot.app import StatusBoard, command_tree_json
 from services.bot.chart import PNG_SIGNATURE
-from services.bot.commands import DiscarrCog, Services
+from services.bot.commands import DiscarrCog
+from services.bot.requests import Services
 from services.bot.views import CleanupConfirmView
 from tests.test_bot_fakes import (ADMIN_ROLE_ID, CHANNEL_ID, OTHER_CHANNEL_ID, FakeChannel, FakeInteraction,
                                   bot_settings, member, removal_handler, rep_server, run, text_of, tracker_handlers,
@@ -49,7 +50,7 @@ async def cog_for(settings, with_board=False, channel=None):
 
 # --- who may do what ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", ["verbose", "progress", "cleanup"])
+@pytest.mark.parametrize("command", ["verbose", "progress", "stats", "cleanup"])
 def test_without_manage_server_or_the_admin_role_admin_commands_are_refused(tmp_path, command):
     settings = bot_settings(tmp_path)
 
@@ -311,9 +312,9 @@ def test_cleanup_with_nothing_to_remove_has_no_buttons(tmp_path):
 
 def test_the_command_tree_json_carries_names_options_and_admin_permissions():
     commands = {command["name"]: command for command in command_tree_json(Settings())}  # no admin role
-    assert set(commands) == {"check", "verbose", "progress", "cleanup"}
+    assert set(commands) == {"check", "verbose", "progress", "stats", "cleanup"}
     assert commands["check"]["default_member_permissions"] is None  # anyone
-    for name in ("verbose", "progress", "cleanup"):
+    for name in ("verbose", "progress", "stats", "cleanup"):
         assert str(commands[name]["default_member_permissions"]) == "32"  # Manage Server (0x20)
     assert all(command["dm_permission"] is False for command in commands.values())
     options = {option["name"]: option for option in commands["cleanup"]["options"]}
@@ -331,7 +332,7 @@ def test_with_an_admin_role_discord_shows_the_admin_commands_and_the_bot_checks_
     without_role = bot_settings(tmp_path, discord_admin_role_id=None)
     payloads = [{command["name"]: command for command in command_tree_json(settings)}
                 for settings in (with_role, without_role, with_role)]
-    for name in ("verbose", "progress", "cleanup"):
+    for name in ("verbose", "progress", "stats", "cleanup"):
         assert payloads[0][name]["default_member_permissions"] is None, name
         assert str(payloads[1][name]["default_member_permissions"]) == "32", name  # Manage Server
         assert payloads[2][name]["default_member_permissions"] is None, name  # one cog never changes another

@@ -52,7 +52,7 @@ def test_the_board_shows_bars_sizes_relative_etas_and_stuck_marks(small):
     text = text_of(pages[0])
     assert board.progress_bar(10.0) in text  # the shared bar
     assert re.search(r"ETA <t:\d+:R>", text)  # moving downloads: a Discord relative timestamp
-    assert "STUCK, no progress for 2.0 h" in text
+    assert "STUCK, no progress for 2 h 1 min" in text
     assert "soon stuck: no progress for" in text
     assert "FAILED" in text and "import blocked" in text
     assert "paused" not in text.lower().split("queue records")[-1]  # paused downloads are not the board's
@@ -89,7 +89,7 @@ def test_progress_shows_statistics_thresholds_and_lists(small):
     assert measure(embeds) == []
     stats = {field.name: field.value for field in embeds[0].fields}
     assert stats["Tracked"] == "18" and stats["Stuck"] == "4" and stats["Soon stuck"] == "2"
-    assert "stuck after **2.0 h**" in stats["Thresholds"]
+    assert "stuck after **2 h**" in stats["Thresholds"]
     titles = [embed.title for embed in embeds[1:]]
     assert titles[0] == "Stuck (4)" and any(title.startswith("Soon stuck") for title in titles)
 
@@ -107,7 +107,7 @@ def test_the_cleanup_preview_says_what_why_and_the_evidence(small):
     assert measure(embeds) == []
     text = text_of(embeds)
     assert "6 download(s) would be removed" in text
-    assert "evidence (queue):" in text and "no progress for 2.0 h" in text and "failed" in text
+    assert "evidence (queue):" in text and "no progress for 2 h 1 min" in text and "failed" in text
     assert "Kept: import blocked" in text
     assert "blocklisted" in embeds[0].footer.text and "3 min" in embeds[0].footer.text
 

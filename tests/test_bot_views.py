@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from services.bot.commands import Services, cleanup_message, fetch_board_pages
+from services.bot.commands import cleanup_message, fetch_board_pages
+from services.bot.requests import Services
 from services.bot.embeds import page_of
 from services.bot.views import BoardPager, CleanupConfirmView
 from tests.test_bot_fakes import (FakeInteraction, FakeMessage, bot_settings, measure, member, press,

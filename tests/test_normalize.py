@@ -23,7 +23,7 @@ def test_missing_and_null_fields_get_safe_values():
     assert record == {
         "id": 9, "download_id": None, "title": "queue item 9", "status": "unknown", "tracked_status": None,
         "tracked_state": None, "error_message": None, "size": 0, "sizeleft": 0, "eta": None, "added": None,
-        "protocol": None, "download_client": None,
+        "protocol": None, "download_client": None, "indexer": None,
         "client": None, "removed_before": 0}
     protocol.validate("snapshot", {"instance": "s", "kind": "sonarr", "taken_at": 0.0,
                                    "poller": {"name": "p", "endpoint": "tcp://127.0.0.1:1", "next_within": 1},

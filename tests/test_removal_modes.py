@@ -119,9 +119,9 @@ def world(tmp_path):
 
     def remover(blocklist=True, removed_before=0):
         audit = AuditLog(tmp_path / "removals.jsonl")
-        memory = RemovalMemory(audit)
+        memory = RemovalMemory(audit, clock)
         for _ in range(removed_before):
-            memory.add("sonarr", HASH)
+            memory.add({"instance": "sonarr", "download_id": HASH, "category": "stuck"}, "test")
         return Remover({"sonarr": ArrClient(InstanceConfig("sonarr", "sonarr", f"http://127.0.0.1:{simarr.port}",
                                                           "key"), 2)},
                        RemovalPolicy(min_bytes=GB, min_progress=50, blocklist=blocklist), audit, clock,
@@ -215,3 +215,16 @@ def test_a_torrent_gone_before_its_properties_are_read_leaves_its_privacy_unknow
     qbittorrent.gone.clear()
     clients.annotate(records, private_lookups=None)
     assert records[1]["client"]["private"] is True
+
+
+def test_what_was_removed_is_told_to_the_tracker_for_an_hour_even_across_a_restart(world, tmp_path):
+    sonarr, qbittorrent, remover, item, log = world
+    qbittorrent.private = {"is_private": False}
+    first = remover()
+    remove(first, item)
+    [notice] = first.memory.notices("sonarr")
+    assert (notice["download_id"], notice["category"], notice["requested_by"]) == (HASH, "stuck", "test")
+    restarted = RemovalMemory(AuditLog(tmp_path / "removals.jsonl"), first.clock)  # read back from the audit log
+    assert [n["download_id"] for n in restarted.notices("sonarr")] == [HASH] and restarted.notices("radarr") == []
+    first.clock.advance(3601)
+    assert restarted.notices("sonarr") == []

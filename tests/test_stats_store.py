@@ -67,11 +67,11 @@ def test_each_outcome_is_written_once_and_summarised_per_indexer(tmp_path):
     assert sorted(row[1] for row in rows_in(path)) == ["c1", "c2", "f1", "g1", "r-auto", "r-hand"]
     assert store.stats(0, "indexer") == [
         {"key": "IndexerB", "downloads": 3, "completed": 0, "removed": 2, "stuck": 1, "inactive": 1, "slow": 1,
-         "recurring": 0, "median_hours_to_complete": None, "median_speed_bps": 255.0},
+         "recurring": 0, "stuck_or_removed": 2, "median_hours_to_complete": None, "median_speed_bps": 255.0},
         {"key": "IndexerA", "downloads": 2, "completed": 2, "removed": 0, "stuck": 0, "inactive": 0, "slow": 0,
-         "recurring": 0, "median_hours_to_complete": 2.0, "median_speed_bps": 3_000_000.0},
+         "recurring": 0, "stuck_or_removed": 0, "median_hours_to_complete": 2.0, "median_speed_bps": 3_000_000.0},
         {"key": "(none)", "downloads": 1, "completed": 0, "removed": 0, "stuck": 0, "inactive": 0, "slow": 0,
-         "recurring": 0, "median_hours_to_complete": None, "median_speed_bps": None},
+         "recurring": 0, "stuck_or_removed": 0, "median_hours_to_complete": None, "median_speed_bps": None},
     ]
     # What the tracker wrote is what is stored, field for field.
     with closing(sqlite3.connect(path)) as db:

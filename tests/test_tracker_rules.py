@@ -7,6 +7,7 @@ from tests.records import GB, MB, client_figures, record, snapshot
 
 THRESHOLD = 120 * 60  # DetectionConfig's default, which the tracker fixture (conftest) uses
 POLL = 30
+KB = 1024
 
 
 def poll(tracker, clock, instance, records, seconds=POLL):
@@ -156,6 +157,11 @@ def test_a_finished_download_needs_attention_only_after_the_threshold(tracker, c
         assert found(tracker, "attention") == []
     poll(tracker, clock, "sonarr", [finished_usenet()])
     assert found(tracker, "attention") == ["SABnzbd_nzo_abc_1"]
+    for _ in range(5 * 60 // POLL):
+        poll(tracker, clock, "sonarr", [finished_usenet()])
+    [item] = tracker.progress({})["attention"]
+    assert item["reason"] == ("finished 2 h 5 min ago, not imported: the *arr is still waiting for its "
+                              "download client (unpacking?)")
 
 
 def test_a_stalled_download_that_finishes_is_no_longer_stuck(tracker, clock):
@@ -303,7 +309,40 @@ def test_soon_stuck_past_three_quarters_and_a_completion_estimate_for_movers(tra
     poll(tracker, clock, "sonarr", queue(90), seconds=60)  # 90 minutes: three quarters of the threshold
     [soon] = tracker.progress({})["soon_stuck"]
     assert soon["download_id"] == "STALL" and soon["category"] is None
-    assert "stuck in 30 min" in soon["reason"]
+    assert soon["reason"] == "no progress for 1 h 30 min, stuck in 30 min"
+
+
+def test_soon_stuck_after_a_little_progress_says_too_little_not_none(tracker, clock):
+    for minute in range(91):  # 1 MB a minute: 90 MB in 90 minutes, under both thresholds
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=minute * MB)], seconds=60)
+    [soon] = tracker.progress({})["soon_stuck"]
+    assert soon["reason"] == "too little progress for 1 h 30 min, stuck in 30 min"
+
+
+def test_a_download_that_moved_too_little_says_how_much_and_what_it_needed(clock):
+    # 30 MB in a minute is +0.98 points of this download: under 1 point and under 100 MB.
+    tracker = Tracker(DetectionConfig(threshold_s=60), clock)
+    for step in range(3):  # seen at 0, 30 and 60 s
+        poll(tracker, clock, "sonarr", [record(1, "A", size=3060 * MB, downloaded=step * 15 * MB)])
+    [item] = tracker.progress({})["stuck"]
+    assert item["reason"] == "too little progress for 1 min: +0.98 points and 30.0 MB (needs 1 point or 100.0 MB)"
+
+
+def test_a_download_that_moved_nothing_says_no_progress_with_the_clients_word(tracker, clock):
+    for _ in range(125 * 60 // POLL + 1):  # seen at 0 ... 2 h 5 min
+        poll(tracker, clock, "sonarr", [record(1, "A", downloaded=GB, removed_before=2, client=client_figures(GB))])
+    [item] = tracker.progress({})["stuck"]
+    assert item["reason"] == ("recurring (removed 2x before): no progress for 2 h 5 min; "
+                              "qbittorrent: stalledDL, 0 seeds, 0 peers")
+
+
+def test_a_slow_download_says_its_speed_and_how_long_it_needs(tracker, clock):
+    # 20 KB/s keeps it clear of stuck (140 MB in two hours), but 40 GB at that speed takes 24 days.
+    for step in range(THRESHOLD // POLL + 1):
+        poll(tracker, clock, "sonarr", [record(1, "A", size=40 * GB, downloaded=step * POLL * 20 * KB)])
+    assert found(tracker, "stuck") == []
+    [item] = tracker.progress({})["slow"]
+    assert item["reason"] == "at 20.0 KB/s it needs 24 days (more than 3 days)"
 
 
 def test_a_record_without_status_keeps_the_download_as_it_was(tracker, clock):

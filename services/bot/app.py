@@ -13,12 +13,9 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import signal
-import tempfile
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import aiohttp
@@ -28,73 +25,17 @@ from discord.ext import commands, tasks
 
 from common.settings import Settings, load_settings
 from common.sockets import ServiceUnavailable
+from services.bot.autoclean import Announcement, auto_cleaner
 from services.bot.board import unhealthy_services
-from services.bot.commands import DiscarrCog, ServiceFailure, Services, fetch_board_pages
-from services.bot.embeds import board_error_embed, board_pages, page_of, warning_embed
+from services.bot.commands import DiscarrCog, fetch_board_pages
+from services.bot.embeds import auto_cleanup_embeds, board_error_embed, board_pages, page_of, warning_embed
+from services.bot.requests import ServiceFailure, Services
+from services.bot.state_file import StateFile, load_state
 from services.bot.views import BoardPager, pager_for
 
 log = logging.getLogger(__name__)
 
 STOP_POLL_SECONDS = 0.2
-
-
-# --- the state file ------------------------------------------------------------------------------
-
-def load_state(path: str | os.PathLike) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            state = json.load(handle)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable bot state %s: %s", path, exc)
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def write_state(path: str | os.PathLike, text: str) -> None:
-    """Write the state atomically: a reader (a restarted bot) sees the old file or the new one.
-
-    Blocking (fsync can take seconds on a busy disk): StateFile runs it in a thread.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-class StateFile:
-    """Saves the bot state off the event loop, one save at a time."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = path
-        self._lock = asyncio.Lock()
-
-    async def save(self, state: dict[str, Any]) -> bool:
-        """Write all of `state`; False (logged) when the disk refuses (full, read-only).
-
-        The caller keeps the state in memory and saves it again later: every
-        save writes all of it, so nothing is lost by a failed one.
-        """
-        async with self._lock:
-            # Serialized on the loop, inside the lock: the state cannot change while a thread writes
-            # it, and two saves (the board's, the command sync's) land in the order they were made.
-            text = json.dumps(state, indent=1, sort_keys=True)
-            try:
-                await asyncio.to_thread(write_state, self.path, text)
-            except OSError as exc:
-                log.error("cannot save the bot state to %s: %s; it is kept in memory and saved again later",
-                          self.path, exc)
-                return False
-            return True
 
 
 # --- the status board ---------------------------------------------------------------------------
@@ -126,20 +67,40 @@ class StatusBoard:
         self.state = load_state(settings.bot_state_file)
         self._unsaved = False  # the state changed, or its last save failed
         self._lock = asyncio.Lock()
+        self.auto = auto_cleaner(settings, services, self.state, self._save_changed, self._announce)
+
+    async def _save_changed(self) -> None:
+        self._unsaved = True
+        await self._save_if_unsaved()
+
+    async def _announce(self, announcement: Announcement) -> None:
+        """Automatic cleanup's message in the channel (and its line in the log)."""
+        log.info("%s", announcement.text())
+        channel = await self.resolve_channel()
+        try:
+            await channel.send(embeds=auto_cleanup_embeds(announcement), allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.warning("could not post an automatic cleanup message: %s", exc)
 
     async def _save_if_unsaved(self) -> None:
         if self._unsaved:
             self._unsaved = not await self.store.save(self.state)
 
     async def load_pages(self) -> list[list[discord.Embed]]:
-        return await fetch_board_pages(self.services)
+        return await asyncio.to_thread(board_pages, await self._check())
+
+    async def _check(self) -> dict[str, Any]:
+        """The tracker's queue, with automatic cleanup's state for the board's header."""
+        check = await self.services.check()
+        check["auto_cleanup"] = self.auto.report()
+        return check
 
     async def refresh(self) -> BoardResult:
         """Fetch the queue, edit the board message (or post it), and warn about what newly broke."""
         async with self._lock:
             channel = await self.resolve_channel()
             try:
-                check = await self.services.ask("tracker", "check")
+                check = await self._check()
             except ServiceFailure as exc:
                 await self._show_error(channel, str(exc))
                 raise
@@ -147,6 +108,10 @@ class StatusBoard:
             message_id = await self._edit_or_post(channel, pages)
             warned = await self._warn(channel, check)
             await self._save_if_unsaved()
+            try:  # after each board refresh (SPEC 4.1)
+                await self.auto.run(check)
+            except ServiceFailure as exc:
+                log.warning("automatic cleanup did not run: %s", exc)
             return BoardResult(message_id, len(pages), check.get("tracked", 0), warned)
 
     async def _show_error(self, channel: Any, detail: str) -> None:

@@ -21,11 +21,13 @@ file, so a restart neither resets confirmations nor lets the hourly cap be excee
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from services.bot.board import result_groups
+from services.bot.requests import request_removal
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +206,10 @@ class AutoCleaner:
     """Runs `plan` after each board refresh: asks the tracker, removes through the pollers, announces."""
 
     def __init__(self, config: AutoConfig, state: dict[str, Any], save: Callable[[], Awaitable[None]],
-                 ask_tracker: Ask, remove: Remove, announce: Announce, clock: Callable[[], float]) -> None:
+                 ask_tracker: Ask, remove: Remove, announce: Announce, clock: Callable[[], float],
+                 check_interval: float) -> None:
         self.config = config
+        self.check_interval = check_interval
         self.store = state  # the bot state dict; ours is under "auto_cleanup"
         self.state = AutoState.from_json(state.get("auto_cleanup"))
         self.save = save
@@ -216,9 +220,13 @@ class AutoCleaner:
         self.last: Plan | None = None
 
     async def run(self, check: dict[str, Any]) -> Plan | None:
-        """One automatic cleanup, after a board refresh that produced `check`."""
-        if not self.config.enabled:
-            return None
+        """One automatic cleanup, after a board refresh that produced `check`; then its report to the
+        tracker, so `discarr progress` anywhere shows it."""
+        decided = await self._clean(check) if self.config.enabled else None
+        await self.ask_tracker("auto_report", {"report": self.report()})
+        return decided
+
+    async def _clean(self, check: dict[str, Any]) -> Plan:
         analysis = await self.ask_tracker("analyze", {
             "include_import_blocked": "import_blocked" in self.config.categories,
             "include_slow": "slow" in self.config.categories})
@@ -238,7 +246,7 @@ class AutoCleaner:
         self.last = decided
         return decided
 
-    def report(self, check_interval: float) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         """Automatic cleanup as /progress and the board show it: its configuration, what it removed this
         hour, the instances it holds, and each candidate's confirmations and when it will be removed."""
         now = self.clock()
@@ -251,8 +259,25 @@ class AutoCleaner:
                 candidates.append({"instance": item["instance"], "download_id": item["download_id"],
                                    "title": item["title"], "category": category_of(item), "confirmations": have,
                                    "needed": self.config.confirmations,
-                                   "removal_at": None if waiting else now + runs * check_interval,
+                                   "removal_at": None if waiting else now + runs * self.check_interval,
                                    "waiting_for_next_hour": waiting})
         return {"config": self.config.as_dict(), "state": self.config.describe(),
                 "removed_this_hour": {i: n for i in self.state.removed if (n := self.state.removed_this_hour(i, now))},
                 "held": dict(self.state.held), "candidates": candidates}
+
+
+def auto_cleaner(settings: Any, services: Any, state: dict[str, Any], save: Callable[[], Awaitable[None]],
+                 announce: Announce) -> AutoCleaner:
+    """The bot's automatic cleanup, removing through the same request path as /cleanup."""
+    config = AutoConfig.from_settings(settings)
+
+    async def remove(analysis: dict[str, Any], candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await request_removal(services, analysis, candidates, REQUESTED_BY, dry_run=config.dry_run,
+                                     include_import_blocked="import_blocked" in config.categories,
+                                     include_slow="slow" in config.categories)
+
+    async def ask_tracker(message_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await services.ask("tracker", message_type, body)
+
+    return AutoCleaner(config, state, save, ask_tracker, remove, announce, time.time,
+                       settings.effective_check_interval)

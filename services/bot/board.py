@@ -122,7 +122,21 @@ def health_lines(check: dict[str, Any]) -> list[tuple[str, str]]:
     for outage in check.get("outages", ()):
         lines.append(("outage", f"{outage['instance']}: {outage['download_client']} stopped every download at "
                                 "once (outage); stuck clocks held"))
+    auto = check.get("auto_cleanup")
+    if auto:
+        lines.append(("auto", auto_cleanup_line(auto)))
     return lines
+
+
+def auto_cleanup_line(report: dict[str, Any]) -> str:
+    """Automatic cleanup's state in one line: off, dry run or on (which categories), removals this hour, holds."""
+    line = f"automatic cleanup: {report['state']}"
+    removed = sum(report.get("removed_this_hour", {}).values())
+    if removed:
+        line += f"; {removed} removed this hour (at most {report['config']['max_per_hour']} per instance)"
+    for instance, why in sorted(report.get("held", {}).items()):
+        line += f"; holding {instance}: {why}"
+    return line
 
 
 def kept_for_now(analysis: dict[str, Any], include_import_blocked: bool, include_slow: bool
@@ -149,3 +163,10 @@ def result_groups(results: list[dict[str, Any]], *, dry_run: bool) -> dict[str, 
             kind = "would"  # the poller answers a dry run's "would remove" as a skip saying so
         groups.get(kind, groups["failed"]).append(result)
     return groups
+
+
+def auto_cleanup_candidates(report: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """Each download automatic cleanup is confirming: a line, and when it will be removed (None: the next hour)."""
+    return [(f"{item['title']} ({item['instance']}, {item['category']}): {item['confirmations']}/{item['needed']} "
+             "confirmations" + ("; over this hour's cap" if item["waiting_for_next_hour"] else ""),
+             item["removal_at"]) for item in report.get("candidates", ())]

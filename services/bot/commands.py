@@ -1,4 +1,4 @@
-"""The slash commands: /check, /verbose, /progress and /cleanup, in one Cog.
+"""The slash commands: /check, /verbose, /progress, /stats and /cleanup, in one Cog.
 
 The decorated methods only name the command and hand over to a plain method
 (`run_check`, ...). Every tracker and poller request goes through
@@ -16,17 +16,17 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Protocol
 
 import discord
-import zmq.asyncio
 from discord import app_commands
 from discord.ext import commands
 
-from common.protocol import removal_requests, unanswered
 from common.settings import Settings
-from common.sockets import AsyncRequestClient, ServiceError, ServiceUnavailable
 from services.bot.chart import CHART_NAME, history_file, render_history_png
 from services.bot.embeds import (GREEN, board_pages, cleanup_preview_embeds, cleanup_report_embeds,
                                  download_embed, error_embed, failure_embed, notice_embed, progress_embeds)
 from services.bot.limits import clip
+from services.bot.requests import ServiceFailure, Services, request_removal
+from services.bot.stats_view import (STATS_CHART_NAME, STATS_GROUPINGS, first_offender, render_stats_png,
+                                     stats_embeds, stats_grouping_choices, stats_requests)
 from services.bot.views import CONFIRM_TIMEOUT, CleanupConfirmView, requested_by, send_ephemeral
 
 log = logging.getLogger(__name__)
@@ -36,83 +36,22 @@ AUTOCOMPLETE_CACHE_SECONDS = 10.0
 CHECK_COOLDOWN_SECONDS = 30.0  # one /check per channel: Discord rate-limits edits of the board message
 
 
-class ServiceFailure(Exception):
-    """A tracker or poller request that failed; `service` names who, `unavailable` says it did not answer."""
-
-    def __init__(self, service: str, error: ServiceUnavailable | ServiceError) -> None:
-        super().__init__(str(error))
-        self.service = service
-        self.error = error
-        self.unavailable = isinstance(error, ServiceUnavailable)
-
-
-class Services:
-    """The bot's requests to the tracker and the pollers, on one zmq.asyncio context."""
-
-    def __init__(self, settings: Settings, context: zmq.asyncio.Context | None = None) -> None:
-        self.settings = settings
-        self._own_context = context is None
-        self.context = context or zmq.asyncio.Context()
-        self.tracker = AsyncRequestClient("tracker", settings.tracker_query_endpoint,
-                                          settings.request_timeout_seconds, self.context, settings.curve)
-        self.pollers: dict[str, AsyncRequestClient] = {}  # endpoint -> client; one per site
-
-    def _client(self, service: str, endpoint: str | None) -> AsyncRequestClient:
-        if service == "tracker":
-            return self.tracker
-        endpoint = endpoint or self.settings.poller_endpoint_for_clients
-        if endpoint not in self.pollers:
-            self.pollers[endpoint] = AsyncRequestClient("poller", endpoint, self.settings.removal_timeout_seconds,
-                                                        self.context, self.settings.curve)
-        return self.pollers[endpoint]
-
-    async def ask(self, service: str, message_type: str, body: dict[str, Any] | None = None,
-                  timeout: float | None = None, endpoint: str | None = None) -> dict[str, Any]:
-        try:
-            return await self._client(service, endpoint).request(message_type, body, timeout)
-        except (ServiceUnavailable, ServiceError) as exc:
-            raise ServiceFailure(service, exc) from None
-
-    async def close(self) -> None:
-        for client in [self.tracker, *self.pollers.values()]:
-            await client.close()
-        if self._own_context and not self.context.closed:
-            self.context.term()
-
-
 # --- what the commands (and `discarr preview`) build --------------------------------------------
 
 async def fetch_board_pages(services: Services) -> list[list[discord.Embed]]:
-    check = await services.ask("tracker", "check")
+    check = await services.check()
     # A 10,000-download queue is a few hundred pages: lay them out off the event loop.
     return await asyncio.to_thread(board_pages, check)
 
 
 async def fetch_progress(services: Services) -> list[discord.Embed]:
-    return await asyncio.to_thread(progress_embeds, await services.ask("tracker", "progress"))
-
-
-async def request_removal(services: Services, analysis: dict[str, Any], candidates: list[dict[str, Any]],
-                          who: str, *, dry_run: bool, include_import_blocked: bool,
-                          include_slow: bool = False) -> list[dict[str, Any]]:
-    """Send each poller the removals of its instances; the results (RESULT items) of all."""
-    settings = services.settings
-    requests = removal_requests(dict(analysis, candidates=candidates), settings.poller_endpoint_for_clients,
-                                requested_by=who, dry_run=dry_run, include_import_blocked=include_import_blocked,
-                                include_slow=include_slow, now=time.time(),
-                                valid_for=settings.request_timeout_seconds)
-    answers = await asyncio.gather(*(services.ask("poller", "remove", body, endpoint=endpoint)
-                                     for endpoint, body in requests.items()), return_exceptions=True)
-    results = []
-    for (endpoint, body), answer in zip(requests.items(), answers):
-        if isinstance(answer, ServiceFailure):  # a silent poller fails its own downloads, not the others'
-            log.warning("%s", answer)
-            results.extend(unanswered(body, analysis.get("poller_names", {}).get(endpoint, endpoint)))
-        elif isinstance(answer, BaseException):
-            raise answer
-        else:
-            results.extend(answer["results"])
-    return results
+    progress = await services.ask("tracker", "progress")
+    try:  # one line about an indexer, client or release group that keeps giving dead downloads
+        progress["worst_offender"] = first_offender(
+            [await services.ask("tracker", "stats", body) for body in stats_requests()])
+    except ServiceFailure as exc:
+        log.info("no worst offender for /progress: %s", exc)
+    return await asyncio.to_thread(progress_embeds, progress)
 
 
 async def cleanup_message(services: Services, *, owner_id: int, include_import_blocked: bool, dry_run: bool,
@@ -180,7 +119,7 @@ class DiscarrCog(commands.Cog):
         self.clock = time.monotonic
         self._checked: dict[int, float] = {}  # channel id -> when /check last refreshed the board there
         # Set per cog (each holds its own copies of the commands), because it depends on the settings.
-        for command in (self.verbose_command, self.progress_command, self.cleanup_command):
+        for command in (self.verbose_command, self.progress_command, self.stats_command, self.cleanup_command):
             command.default_permissions = admin_default_permissions(settings.discord_admin_role_id)
 
     # --- the commands: names and options only (who Discord lists them for: __init__) -------
@@ -206,6 +145,20 @@ class DiscarrCog(commands.Cog):
     async def progress_download_autocomplete(self, interaction: discord.Interaction,
                                              current: str) -> list[app_commands.Choice[str]]:
         return await self.download_choices(current)
+
+    @app_commands.command(name="stats", description="Which indexers, download clients, instances or release groups "
+                                                    "give stuck downloads, with a chart")
+    @app_commands.describe(days="How many days back to look (default 30)",
+                           by="Group by indexer (default), download client, instance or release group")
+    @app_commands.guild_only()
+    async def stats_command(self, interaction: discord.Interaction,
+                            days: app_commands.Range[float, 0.1, 3650.0] = 30.0, by: str = "indexer") -> None:
+        await self.run_stats(interaction, days, by)
+
+    @stats_command.autocomplete("by")
+    async def stats_by_autocomplete(self, interaction: discord.Interaction,
+                                    current: str) -> list[app_commands.Choice[str]]:
+        return [app_commands.Choice(name=name, value=value) for name, value in stats_grouping_choices(current)]
 
     @app_commands.command(name="cleanup", description="Preview the stuck and failed downloads, then remove them "
                                                       "after you confirm")
@@ -319,6 +272,25 @@ class DiscarrCog(commands.Cog):
             await interaction.followup.send(embed=download_embed(history, image=CHART_NAME),
                                             file=history_file(png), ephemeral=True)
 
+    async def run_stats(self, interaction: discord.Interaction, days: float = 30.0, by: str = "indexer") -> None:
+        if await self.refuse_non_admin(interaction, "stats"):
+            return
+        by = (by or "indexer").strip().lower()
+        if by not in STATS_GROUPINGS:  # autocomplete only suggests: anything can be typed
+            await interaction.response.send_message(
+                embed=error_embed("No such grouping", f"{clip(by, 100)!r} is not one of: "
+                                  f"{', '.join(STATS_GROUPINGS)}."), ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        async with self.answering(interaction):
+            answer = await self.services.ask("tracker", "stats", {"days": float(days), "by": by})
+            if not answer.get("rows"):
+                await interaction.followup.send(embeds=stats_embeds(answer, image=None), ephemeral=True)
+                return
+            embeds = await asyncio.to_thread(stats_embeds, answer, image=STATS_CHART_NAME)
+            png = await asyncio.to_thread(render_stats_png, answer)
+            await interaction.followup.send(embeds=embeds, file=history_file(png, STATS_CHART_NAME), ephemeral=True)
+
     async def run_cleanup(self, interaction: discord.Interaction, dry_run: bool, include_import_blocked: bool,
                           include_slow: bool = False) -> None:
         if await self.refuse_non_admin(interaction, "cleanup"):
@@ -347,7 +319,7 @@ class DiscarrCog(commands.Cog):
         now = time.monotonic()
         if self._downloads_cache and now - self._downloads_cache[0] < AUTOCOMPLETE_CACHE_SECONDS:
             return self._downloads_cache[1]
-        check = await self.services.ask("tracker", "check", timeout=timeout)
+        check = await self.services.check(timeout)
         downloads = check.get("downloads", [])
         self._downloads_cache = (now, downloads)
         return downloads

@@ -15,9 +15,10 @@ import discord
 from discord.utils import escape_markdown
 
 from common.settings import CLIENT_KINDS
+from common.version import VERSION
 from common.units import human_duration, human_size
-from services.bot.board import (BoardRow, board_rows, health_lines, kept_for_now, progress_bar, result_groups,
-                                unhealthy_services)
+from services.bot.board import (BoardRow, auto_cleanup_candidates, auto_cleanup_line, board_rows, health_lines,
+                                kept_for_now, progress_bar, result_groups, unhealthy_services)
 from services.bot.limits import DESCRIPTION, EMBEDS, TOTAL, clip, embed_length, fit_lines, fit_message, text_length
 
 RED = discord.Colour.red()
@@ -109,7 +110,7 @@ def _list_embeds(sections: Sequence[tuple[str, discord.Colour, list[str]]], budg
 
 # --- the status board ------------------------------------------------------------------
 
-HEALTH_ICONS = {"ok": "✅", "down": "🔴", "outage": "⚠️"}
+HEALTH_ICONS = {"ok": "✅", "down": "🔴", "outage": "⚠️", "auto": "🧹"}
 
 
 def _health_lines(check: dict[str, Any]) -> list[str]:
@@ -248,6 +249,8 @@ def progress_embeds(progress: dict[str, Any], *, now: datetime | None = None) ->
                           GOLD if progress.get("soon_stuck") or progress.get("attention") or progress.get("slow")
                           else GREEN)
     health = _health_lines(progress)
+    if progress.get("worst_offender"):
+        health.append(f"📉 {escape_markdown(progress['worst_offender'])}")
     stats.description = fit_lines(health, 1200) if health else "no instance has reported yet"
     for name, value in (("Tracked", progress.get("tracked", 0)), ("Stuck", len(progress.get("stuck", ()))),
                         ("Inactive", len(progress.get("inactive", ()))),
@@ -257,6 +260,7 @@ def progress_embeds(progress: dict[str, Any], *, now: datetime | None = None) ->
         stats.add_field(name=name, value=str(value), inline=True)
     stats.add_field(name="Thresholds", value=fit_lines(_threshold_lines(progress.get("config") or {}), 1024),
                     inline=False)
+    stats.set_footer(text=f"discarr {VERSION}")
     sections = [
         (f"Stuck ({len(progress.get('stuck', ()))})", RED,
          [item_line(item) for item in progress.get("stuck", ())]),
@@ -269,6 +273,12 @@ def progress_embeds(progress: dict[str, Any], *, now: datetime | None = None) ->
         (f"Needs attention: import blocked or not imported ({len(progress.get('attention', ()))})", GOLD,
          [item_line(item) for item in progress.get("attention", ())]),
     ]
+    auto = progress.get("auto_cleanup")
+    if auto:
+        sections.append((f"Automatic cleanup ({escape_markdown(auto['state'])})", BLURPLE,
+                         [escape_markdown(auto_cleanup_line(auto))] + [
+                             f"{escape_markdown(line)} · removed {relative_time(when) if when else 'next hour'}"
+                             for line, when in auto_cleanup_candidates(auto)]))
     budget = TOTAL - embed_length(stats) - 16
     return fit_message([stats, *_list_embeds(sections, budget)])
 

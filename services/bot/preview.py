@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from common.settings import Settings
-from services.bot.commands import ServiceFailure, Services, cleanup_message, fetch_board_pages, fetch_progress
+from services.bot.commands import cleanup_message, fetch_board_pages, fetch_progress
+from services.bot.requests import ServiceFailure, Services
 from services.bot.views import pager_for
 
 KINDS = ("board", "progress", "cleanup")

@@ -1,19 +1,26 @@
 """Terminal rendering with rich: the board without Discord, and the CLI's tables."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from common.protocol import check_page, merge_check
 from common.settings import Settings
 from common.sockets import RequestClient, ServiceError, ServiceUnavailable
 from common.units import human_duration, human_size
-from services.bot.board import board_rows, health_lines, progress_bar
+from services.bot.autoclean import Announcement, auto_cleaner
+from services.bot.board import auto_cleanup_candidates, board_rows, health_lines, progress_bar
+from services.bot.requests import ServiceFailure, Services
+from services.bot.state_file import StateFile, load_state
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +91,80 @@ def render_progress(progress: dict[str, Any]) -> Group:
         if progress.get(key):
             parts.append(items_table(title, progress[key]))
     parts.append(Text(_health_text(progress)))
+    if progress.get("worst_offender"):
+        parts.append(Text(f"worst of the last 7 days: {progress['worst_offender']}", style="yellow"))
+    auto = progress.get("auto_cleanup")
+    if auto and auto.get("candidates"):
+        now = time.time()
+        parts.append(Text("\n".join(f"  {line}: removed " + (f"in {human_duration(max(0.0, when - now) / 60)}"
+                                                                if when else "in the next hour")
+                                    for line, when in auto_cleanup_candidates(auto))))
     return Group(*parts)
 
 
+def board_signature(check: dict[str, Any]) -> tuple:
+    """What the board says, apart from the passing of time (ETAs, ages): logged again only when it changes."""
+    rows = tuple((row.instance, row.title, row.mark, int(row.progress)) for row in board_rows(check))
+    return check.get("tracked"), rows, _health_text(check)
+
+
 def run_terminal_board(settings: Settings, stop: threading.Event, console: Console | None = None) -> None:
-    """The board without Discord: print it every CHECK_INTERVAL."""
-    console = console or make_console()
-    with RequestClient("tracker", settings.tracker_query_endpoint, settings.request_timeout_seconds,
-                       curve=settings.curve) as tracker:
+    """The board without Discord, printed whenever what it says changed; automatic cleanup after each look."""
+    asyncio.run(_terminal_board(settings, stop, console or make_console()))
+
+
+async def _terminal_board(settings: Settings, stop: threading.Event, console: Console) -> None:
+    services = Services(settings)
+    store = StateFile(settings.bot_state_file)
+    state = load_state(settings.bot_state_file)
+
+    async def save() -> None:
+        await store.save(state)
+
+    async def announce(announcement: Announcement) -> None:
+        log.info("%s", announcement.text())  # the log is the terminal's channel: one line each
+
+    auto = auto_cleaner(settings, services, state, save, announce)
+    shown = None
+    try:
         while not stop.is_set():
             try:
-                console.print(render_board(tracker.request("check")))
-            except (ServiceUnavailable, ServiceError) as exc:
-                console.print(Text(f"board not refreshed: {exc}", style="red"))
-            stop.wait(settings.check_interval)
+                check = await services.check()
+                check["auto_cleanup"] = auto.report()
+                if board_signature(check) != shown:
+                    console.print(render_board(check))
+                    shown = board_signature(check)
+                await auto.run(check)
+            except ServiceFailure as exc:
+                if shown != str(exc):
+                    console.print(Text(f"board not refreshed: {exc}", style="red"))
+                    shown = str(exc)
+            await _sleep_unless(stop, settings.check_interval)
+    finally:
+        await services.close()
+
+
+async def _sleep_unless(stop: threading.Event, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < deadline:
+        await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def watch_board(settings: Settings, console: Console | None = None, interval: float | None = None) -> None:
+    """`discarr watch`: the board live in this terminal, redrawn in place, until Ctrl-C."""
+    console = console or make_console()
+    check, offset = None, 0
+    with RequestClient("tracker", settings.tracker_query_endpoint, settings.request_timeout_seconds,
+                       curve=settings.curve) as tracker, Live(console=console, auto_refresh=False) as live:
+        try:
+            while True:
+                try:
+                    check, offset = None, 0
+                    while offset is not None:
+                        check, offset = merge_check(check, tracker.request("check", check_page(offset)))
+                    live.update(render_board(check), refresh=True)
+                except (ServiceUnavailable, ServiceError) as exc:
+                    live.update(Text(f"board not refreshed: {exc}; trying again", style="red"), refresh=True)
+                time.sleep(interval or settings.check_interval)
+        except KeyboardInterrupt:
+            pass

@@ -44,6 +44,7 @@ def normalize_record(raw: dict[str, Any]) -> dict[str, Any] | None:
         "added": _text(raw.get("added")),
         "protocol": _text(raw.get("protocol")),
         "download_client": _text(raw.get("downloadClient")),
+        "indexer": _text(raw.get("indexer")),
         "client": None,  # filled in by services.poller.download_clients when a client has it
         "removed_before": 0,
     }

@@ -20,6 +20,7 @@ blocklist=CLEANUP_BLOCKLIST, skipRedownload=false, except
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,6 +36,7 @@ from services.poller.download_clients import KEPT_TAG, DownloadClients
 log = logging.getLogger(__name__)
 
 REMEMBERED_REQUESTS = 256
+NOTICE_SECONDS = 3600.0  # how long snapshots keep telling the tracker about a removal
 
 
 @dataclass(frozen=True)
@@ -82,26 +84,58 @@ class RemovalMode:
 class RemovalMemory:
     """Which downloads this poller removed, read back from the audit log at start.
 
-    Poll threads read it while the main thread adds to it: single dict
-    operations, atomic under the GIL, so no lock is needed.
+    Each snapshot tells the tracker what was removed of its instance in the last
+    NOTICE_SECONDS (`notices`), so the tracker records the outcome "removed" even when a
+    snapshot is lost while it is away. Poll threads read while the main thread adds: the
+    counter's single operations are atomic under the GIL; the notices take a lock.
     """
 
-    def __init__(self, audit: AuditLog) -> None:
-        self._removed: Counter[tuple[str, str]] = Counter(
-            (entry["instance"], entry["download_id"].upper()) for entry in audit.entries()
-            if entry.get("result") == "removed" and isinstance(entry.get("instance"), str)
-            and isinstance(entry.get("download_id"), str))
+    def __init__(self, audit: AuditLog, clock: Clock) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._removed: Counter[tuple[str, str]] = Counter()
+        self._notices: list[tuple[str, dict[str, Any]]] = []
+        horizon = clock.now() - NOTICE_SECONDS
+        for entry in audit.entries():
+            if entry.get("result") != "removed" or not isinstance(entry.get("instance"), str) \
+                    or not isinstance(entry.get("download_id"), str):
+                continue
+            self._removed[(entry["instance"], entry["download_id"].upper())] += 1
+            at = _timestamp(entry.get("time"))
+            if at is not None and at >= horizon:
+                self._notices.append((entry["instance"], _notice(entry, at)))
 
     def count(self, instance: str, download_id: str | None) -> int:
         return self._removed.get((instance, download_id.upper()), 0) if download_id else 0
 
-    def add(self, instance: str, download_id: str) -> None:
-        self._removed[(instance, download_id.upper())] += 1
+    def add(self, item: dict[str, Any], requested_by: str) -> None:
+        self._removed[(item["instance"], item["download_id"].upper())] += 1
+        with self._lock:
+            self._notices.append((item["instance"], _notice(dict(item, requested_by=requested_by), self.clock.now())))
+
+    def notices(self, instance: str) -> list[dict[str, Any]]:
+        """What was removed of this instance lately (protocol.REMOVAL_NOTICE_FIELDS)."""
+        horizon = self.clock.now() - NOTICE_SECONDS
+        with self._lock:
+            self._notices = [(name, notice) for name, notice in self._notices if notice["at"] >= horizon]
+            return [notice for name, notice in self._notices if name == instance]
 
     def stamp(self, instance: str, records: list[dict[str, Any]]) -> None:
         """Mark each record with how often its download was removed before."""
         for record in records:
             record["removed_before"] = self.count(instance, record["download_id"])
+
+
+def _notice(entry: dict[str, Any], at: float) -> dict[str, Any]:
+    return {"download_id": entry["download_id"], "category": str(entry.get("category")),
+            "requested_by": str(entry.get("requested_by")), "at": at}
+
+
+def _timestamp(text: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp() if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: RemovalPolicy,
@@ -232,7 +266,7 @@ class Remover:
             return self._decided(request, item, "failed", exc.reason)
         if not removed:
             return self._decided(request, item, "skipped", "no longer in the queue", answer)
-        self.memory.add(instance, item["download_id"])
+        self.memory.add(item, request["requested_by"])
         return self._decided(request, item, "removed", f"removed {mode.describe(instance)}{tag_failure}", answer)
 
     def _decided(self, request: dict, item: dict, result: str, detail: str, answer: str | None = None) -> dict:

@@ -53,12 +53,14 @@ def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any], downl
     taken_at = clock.now()
     clients: list[dict[str, Any]] = []
     complete = True
+    removals: list[dict[str, Any]] = []
     try:
         records: list | None
         records, complete = client.fetch_queue()
         health = {"state": "ok", "error": None}
         clients = download_clients.annotate(records)
         memory.stamp(client.instance.name, records)
+        removals = memory.notices(client.instance.name)
     except ArrError as exc:
         records, health = None, {"state": exc.state, "error": exc.reason}
     incomplete = sum(1 for record in records or () if record["status"] == UNKNOWN_STATUS)
@@ -68,7 +70,7 @@ def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any], downl
                            "they keep their last known state"}
     return {"instance": client.instance.name, "kind": client.instance.kind, "taken_at": taken_at,
             "poller": poller, "poll_seconds": time.monotonic() - started, "health": health, "clients": clients,
-            "records": records, "complete": complete}
+            "records": records, "complete": complete, "removals": removals}
 
 
 class InstancePoller(threading.Thread):
@@ -123,7 +125,7 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
         log.warning("no *arr instance is configured (set SONARR_API_KEY, RADARR_API_KEY, ...)")
     outbox: "queue.Queue[dict]" = queue.Queue()
     audit = AuditLog(settings.audit_log)
-    memory = RemovalMemory(audit)
+    memory = RemovalMemory(audit, clock)
     pollers = [InstancePoller(i, settings, outbox, stop, clock, memory) for i in settings.instances]
     # Removals use their own HTTP sessions: a requests.Session is not shared across threads.
     remover = Remover({i.name: ArrClient(i, settings.request_timeout_seconds) for i in settings.instances},

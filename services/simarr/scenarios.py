@@ -5,8 +5,10 @@ STUCK_THRESHOLD_MINUTES=0.5, a Radarr movie stalled from the start and a
 metadata-less magnet are stuck after 30 s, and a Sonarr episode that stalls at
 20 s is stuck at about 50 s, while the movers move well over MIN_SIZE_CHANGE per
 30 s and do not finish within the first five minutes. A usenet episode finishes
-after 10 s and unpacks for 90 s (never stuck: it needs attention once it has
-waited a threshold), then is imported and leaves the queue.
+after 10 s and unpacks for 40 s (never stuck: it needs attention once it has
+waited a threshold), then is imported and leaves the queue. So that `discarr
+stats` has rows early, a completed movie is imported at 20 s and the failed
+episode leaves the queue at 45 s.
 """
 from __future__ import annotations
 
@@ -34,10 +36,10 @@ DEMO_DOWNLOADS: dict[str, list[dict[str, Any]]] = {
         {"title": "The.Last.of.Us.S02E02.1080p.WEB.H264-SuccessfulCrab", "state": "metadata",
          "size": 3 * GiB},
         {"title": "Fallout.S01E04.720p.AMZN.WEB-DL.DDP5.1.H.264-NTb", "state": "failed", "protocol": "usenet",
-         "size": 1400 * MiB, "downloaded": 900 * MiB,
+         "size": 1400 * MiB, "downloaded": 900 * MiB, "script": [{"at": 45, "state": "imported"}],
          "message": "Aborted, cannot be completed - https://sabnzbd.org/not-complete"},
         {"title": "The.Penguin.S01E08.1080p.HMAX.WEB-DL.DDP5.1.H.264-NTb", "protocol": "usenet",
-         "size": 1200 * MiB, "downloaded": 1100 * MiB, "rate": 10 * MiB, "post_processing": 90, "import_after": 30},
+         "size": 1200 * MiB, "downloaded": 1100 * MiB, "rate": 10 * MiB, "post_processing": 40, "import_after": 10},
         {"title": "Silo.S02E05.1080p.ATVP.WEB-DL.DDP5.1.H.264-FLUX", "state": "import_blocked",
          "size": 2600 * MiB, "downloaded": 2600 * MiB,
          "message": "Not an upgrade for existing episode file(s). Existing quality: Bluray-1080p. "
@@ -49,7 +51,7 @@ DEMO_DOWNLOADS: dict[str, list[dict[str, Any]]] = {
         {"title": "Oppenheimer.2023.2160p.UHD.BluRay.x265-TERMiNAL", "state": "stalled",
          "size": 32 * GiB, "downloaded": 11 * GiB},
         {"title": "Past.Lives.2023.1080p.WEB-DL.DDP5.1.H.264-FLUX", "state": "completed",
-         "size": 5 * GiB, "downloaded": 5 * GiB},
+         "size": 5 * GiB, "downloaded": 5 * GiB, "import_after": 20},
         {"title": "Civil.War.2024.1080p.AMZN.WEB-DL.DDP5.1.H.264-FLUX", "state": "queued",
          "protocol": "usenet", "size": 6 * GiB},
     ],

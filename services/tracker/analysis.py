@@ -4,12 +4,14 @@ Pure functions over `DownloadHistory`: no sockets, no clock of their own.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from common.downloads import evidence_source
 from common.units import human_duration, human_size
 from services.tracker.history import DetectionConfig, DownloadHistory
+from services.tracker.stats import Outcome, release_group
 
 SOON_STUCK_FRACTION = 0.75
 
@@ -73,6 +75,47 @@ def _minutes(seconds: float) -> str:
     return human_duration(seconds / 60.0)
 
 
+def _points(value: float, *, signed: bool = False) -> str:
+    """Progress points: "1 point", "2 points", "0.5 points"; signed, a change: "+0.98 points"."""
+    number = f"{value:+g}" if signed else f"{value:g}"
+    return f"{number} {'point' if abs(value) == 1 else 'points'}"
+
+
+def _moved_points(change: float) -> str:
+    """A change below a threshold, cut (not rounded) to 2 decimals so 0.996 never reads "+1 point"."""
+    return _points(math.trunc(round(change * 100, 6)) / 100, signed=True)
+
+
+def _moved_bytes(moved: float, limit: float) -> str:
+    """Bytes moved below a threshold; "just under" when rounding would show the threshold itself."""
+    shown = human_size(moved)
+    return f"just under {shown}" if moved < limit and shown == human_size(limit) else shown
+
+
+def _stalled_for(stalled_s: float, moved: float, change: float) -> str:
+    """ "no progress for 2 h 5 min" when nothing moved, else "too little progress for 1 min"."""
+    quality = "no" if moved <= 0 and change <= 0 else "too little"
+    return f"{quality} progress for {_minutes(stalled_s)}"
+
+
+def _stuck_reason(stalled_s: float, moved: float, change: float, config: DetectionConfig) -> str:
+    """ "too little progress for 1 min: +0.98 points and 30.0 MB (needs 1 point or 100.0 MB)",
+    or "no progress for 2 h 5 min" when nothing moved at all."""
+    reason = _stalled_for(stalled_s, moved, change)
+    if moved <= 0 and change <= 0:
+        return reason
+    return (f"{reason}: {_moved_points(change)} and {_moved_bytes(moved, config.min_bytes)} "
+            f"(needs {_points(config.min_progress)} or {human_size(config.min_bytes)})")
+
+
+def _slow_reason(rate: float, sizeleft: float, config: DetectionConfig) -> str:
+    """ "at 20.0 KB/s it needs 24 days (more than 3 days)"; the remark only when it reads differently."""
+    needs = "forever" if rate <= 0 else _minutes(sizeleft / rate)
+    limit = _minutes(config.slow_eta_s)
+    remark = f" (more than {limit})" if needs != limit else ""
+    return f"at {human_size(rate)}/s it needs {needs}{remark}"
+
+
 def client_evidence(history: DownloadHistory) -> str:
     """What the download client itself says, for a reason: "; qbittorrent: stalledDL, 0 seeds, 0 peers"."""
     client = history.client_figures
@@ -126,22 +169,49 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
     stalled = history.counted_seconds(since, now)
     moved = downloaded - start[1]
     if stalled >= config.threshold_s:
-        reason = (f"no progress for {_minutes(stalled)}: {progress - start[2]:+.2f} points, "
-                  f"{human_size(moved)} downloaded (thresholds {config.min_progress:g} points, "
-                  f"{human_size(config.min_bytes)}){client_evidence(history)}")
+        reason = _stuck_reason(stalled, moved, progress - start[2], config) + client_evidence(history)
         return Finding(history, "stuck", False, stalled, since, start[1], start[2], _recurring(history, reason))
     rate = history.rate(now, downloaded, config.threshold_s)
     completion = now + sizeleft / rate if rate > 0 and size > 0 else None
     active_for = history.counted_seconds(history.since, now)
     if (config.slow_eta_s > 0 and active_for >= config.threshold_s and sizeleft > 0
             and (rate <= 0 or sizeleft / rate > config.slow_eta_s)):
-        needs = "forever" if rate <= 0 else _minutes(sizeleft / rate)
         return Finding(history, "slow", False, stalled, since, start[1], start[2],
-                       _recurring(history, f"at {human_size(rate)}/s it needs {needs} "
-                                           f"(more than {_minutes(config.slow_eta_s)})"), completion)
+                       _recurring(history, _slow_reason(rate, sizeleft, config)), completion)
     soon = stalled >= SOON_STUCK_FRACTION * config.threshold_s
-    reason = (f"no progress for {_minutes(stalled)}, stuck in {_minutes(config.threshold_s - stalled)}"
+    reason = (f"{_stalled_for(stalled, moved, progress - start[2])}, "
+              f"stuck in {_minutes(config.threshold_s - stalled)}"
               if soon else "downloading")
     if history.on_hold:
         reason = "clock held: its download client stopped all downloads at once (outage)"
     return Finding(history, None, soon, stalled, since, start[1], start[2], reason, completion)
+
+
+# Tracked states in which the *arr has the download's files and imports them.
+IMPORTING_STATES = {"importPending", "importing", "imported"}
+
+
+def outcome(history: DownloadHistory) -> Outcome:
+    """How a download's stay in the queue ended, when it leaves it (SPEC 5.1)."""
+    first = history.records[0]
+    size, _, _, _ = history.measured()
+    if history.removed_as is not None:
+        ended, (category, automatic) = "removed", history.removed_as
+    else:
+        category, automatic = None, False
+        if history.activity == "failed":
+            ended = "failed"
+        elif (history.activity == "finished" or first["tracked_state"] in IMPORTING_STATES
+              or first["status"] == "completed" and history.activity != "attention"):
+            ended = "completed"
+        else:
+            ended = "gone"
+    return Outcome(
+        instance=history.instance, download_id=history.key, title=first["title"],
+        release_group=release_group(first["title"]), indexer=first["indexer"],
+        download_client=first["download_client"], protocol=first["protocol"], size=size,
+        first_seen=history.first_seen, last_seen=history.last_seen, outcome=ended,
+        category=category, automatic=automatic, was_stuck=history.was_stuck, was_inactive=history.was_inactive,
+        was_slow=history.was_slow, longest_stall_s=history.longest_stall_s,
+        mean_speed_bps=history.active_bytes / history.active_s if history.active_s > 0 else None,
+        recurred=history.removed_before)

@@ -31,7 +31,7 @@ _CLIENT = RECORD_KEYS.index("download_client")
 _SIZE, _SIZELEFT = RECORD_KEYS.index("size"), RECORD_KEYS.index("sizeleft")
 _TITLE = RECORD_KEYS.index("title")
 _INTERNED = [RECORD_KEYS.index(key) for key in
-             ("status", "tracked_status", "tracked_state", "error_message", "protocol", "download_client")]
+             ("status", "tracked_status", "tracked_state", "error_message", "protocol", "download_client", "indexer")]
 # A download client's figures are kept as a tuple in CLIENT_FIELDS order too.
 CLIENT_KEYS = tuple(CLIENT_FIELDS)
 _FIGURES, _REMOVED_BEFORE = RECORD_KEYS.index("client"), RECORD_KEYS.index("removed_before")
@@ -39,7 +39,7 @@ _CLIENT_STATE, _CLIENT_SIZE = CLIENT_KEYS.index("state"), CLIENT_KEYS.index("siz
 _CLIENT_DOWNLOADED = CLIENT_KEYS.index("downloaded")
 _CLIENT_INTERNED = [CLIENT_KEYS.index(key) for key in ("name", "kind", "state", "client_state")]
 # Fields that checkpoints written before download-client figures lack.
-RECORD_DEFAULTS = {"client": None, "removed_before": 0}
+RECORD_DEFAULTS = {"client": None, "removed_before": 0, "indexer": None}
 
 
 def _intern(values: list, indexes: list[int]) -> tuple:
@@ -69,6 +69,10 @@ def _sizes(stored: tuple) -> tuple[int, int]:
     if figures is not None and figures[_CLIENT_STATE] != CLIENT_UNREACHABLE:
         return figures[_CLIENT_SIZE], figures[_CLIENT_SIZE] - figures[_CLIENT_DOWNLOADED]
     return stored[_SIZE], stored[_SIZELEFT]
+
+
+# What a history keeps for its outcome, in checkpoints (older checkpoints lack them: defaults).
+OUTCOME_STATE = ("longest_stall_s", "active_s", "active_bytes", "was_stuck", "was_inactive", "was_slow", "removed_as")
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,14 @@ class DownloadHistory:
     held: list = field(default_factory=list)  # [start, end|None]: time nobody saw, or an outage held the clock
     points: list = field(default_factory=list)
     stored: list = field(default_factory=list)  # the latest queue records of this download, compacted
+    # For the outcome recorded when it leaves the queue (statistics, SPEC 5.1).
+    longest_stall_s: float = 0.0       # its longest stretch without meaningful progress
+    active_s: float = 0.0              # observed seconds it was active, and the bytes it gained meanwhile
+    active_bytes: int = 0
+    was_stuck: bool = False            # ever judged so while in the queue
+    was_inactive: bool = False
+    was_slow: bool = False
+    removed_as: list | None = None     # [category, automatically?] once discarr removed it
     # The outage guard's view, not checkpointed: a restarted tracker starts without evidence of outages.
     moved: bool = False                # bytes rose at the last observation
     rose: bool = False                 # bytes rose at some observation since the tracker started
@@ -174,6 +186,9 @@ class DownloadHistory:
             self.moved = downloaded > self.last_bytes
             self.rose = self.rose or self.moved
             self.quiet_s = 0.0 if self.moved else self.quiet_s + step
+            if self.activity == "active" and activity == "active":
+                self.active_s += step
+                self.active_bytes += max(0, downloaded - self.last_bytes)
         self.last_seen = now
         self.last_bytes = downloaded
         if activity != self.activity or last is None:
@@ -295,7 +310,8 @@ class DownloadHistory:
         return {"instance": self.instance, "key": self.key, "first_seen": self.first_seen,
                 "activity": self.activity, "since": self.since,
                 "error_since": self.error_since, "held": self.held, "points": self.points,
-                "records": self.records, "last_bytes": self.last_bytes, "last_seen": self.last_seen}
+                "records": self.records, "last_bytes": self.last_bytes, "last_seen": self.last_seen,
+                **{name: getattr(self, name) for name in OUTCOME_STATE}}
 
     @classmethod
     def from_state(cls, state: dict) -> "DownloadHistory":
@@ -303,7 +319,8 @@ class DownloadHistory:
                       activity=state["activity"], since=state.get("since", state.get("active_since")),
                       error_since=state["error_since"], held=state["held"],
                       points=[tuple(point) for point in state["points"]],
-                      last_bytes=state["last_bytes"], last_seen=state["last_seen"])
+                      last_bytes=state["last_bytes"], last_seen=state["last_seen"],
+                      **{name: state[name] for name in OUTCOME_STATE if name in state})
         history.keep_records([dict(RECORD_DEFAULTS, **record) for record in state["records"]])
         # Outages are not checkpointed: a clock is never held by an outage that is no longer reported.
         history.release(history.last_seen)

@@ -16,10 +16,12 @@ from common.version import ping_answer
 from services.tracker import checkpoint
 from services.tracker.history import DetectionConfig
 from services.tracker.state import InstanceConflict, Tracker
+from services.tracker.stats import StatsStore
 
 log = logging.getLogger(__name__)
 
 BIG_MESSAGE_BYTES = 1024 * 1024  # after a snapshot this big, give the freed memory back
+RETENTION_EVERY_SECONDS = 86400.0  # STATS_RETENTION_DAYS is enforced daily
 
 
 def query_handlers(tracker: Tracker, settings: Settings) -> dict:
@@ -28,13 +30,17 @@ def query_handlers(tracker: Tracker, settings: Settings) -> dict:
         "log_level": set_log_level,
         "check": lambda body: tracker.check(body.get("offset", 0), body.get("limit")),
         "progress": lambda body: tracker.progress(settings.thresholds()),
+        "auto_report": lambda body: tracker.keep_auto_report(body["report"]),
+        "stats": lambda body: tracker.stats_answer(body["days"], body["by"]),
         "analyze": lambda body: tracker.analyze(body["include_import_blocked"], body.get("include_slow", False)),
         "history": lambda body: tracker.history(body["instance"], body["download_id"]),
     }
 
 
 def run_tracker(settings: Settings, stop: threading.Event, clock: Clock | None = None) -> None:
-    tracker = Tracker(DetectionConfig.from_settings(settings), clock or SystemClock())
+    clock = clock or SystemClock()
+    stats = StatsStore(settings.stats_db, settings.stats_retention_days, clock)
+    tracker = Tracker(DetectionConfig.from_settings(settings), clock, stats)
     checkpoint.load(tracker, settings.tracker_state_file)
     with service_context(settings.curve) as context:
         ingest = bind(context, zmq.PULL, settings.tracker_ingest_endpoint, "tracker", settings.curve)
@@ -44,6 +50,7 @@ def run_tracker(settings: Settings, stop: threading.Event, clock: Clock | None =
         poller.register(ingest, zmq.POLLIN)
         poller.register(queries, zmq.POLLIN)
         next_checkpoint = time.monotonic() + settings.tracker_checkpoint_seconds
+        next_retention = time.monotonic()  # at start, then daily
         log.info("tracker listening: ingest %s, queries %s", settings.tracker_ingest_endpoint,
                  settings.tracker_query_endpoint)
         try:
@@ -59,9 +66,14 @@ def run_tracker(settings: Settings, stop: threading.Event, clock: Clock | None =
                     serve_one(queries, handlers, "tracker")
                 if time.monotonic() >= next_checkpoint:
                     save_checkpoint(tracker, settings.tracker_state_file)
+                    stats.flush()  # rows a full disk refused before
                     next_checkpoint = time.monotonic() + settings.tracker_checkpoint_seconds
+                if time.monotonic() >= next_retention:
+                    stats.enforce_retention()
+                    next_retention = time.monotonic() + RETENTION_EVERY_SECONDS
         finally:
             save_checkpoint(tracker, settings.tracker_state_file)
+            stats.close()
 
 
 def save_checkpoint(tracker: Tracker, path: str) -> bool:

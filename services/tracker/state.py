@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from common.clock import Clock
 from common.downloads import UNKNOWN_STATUS, classify_download, download_key, measure, unreachable_client
-from services.tracker.analysis import Finding, examine
+from services.tracker.analysis import Finding, examine, outcome
+from services.tracker.stats import StatsStore
 from services.tracker.history import DetectionConfig, DownloadHistory
 
 OUTAGE_MIN_DOWNLOADS = 3
 STALE_FACTOR = 2  # no snapshot for twice the time its poller announced: the poller is gone
 STALE_SLACK_SECONDS = 1.0
+
+
+def category_for_stats(category: str) -> str:
+    """An ITEM's category as statistics name it: an import-blocked download is "attention" in ITEMs."""
+    return "import_blocked" if category == "attention" else category
 
 
 class InstanceConflict(ValueError):
@@ -55,9 +62,11 @@ class Outage:
 
 
 class Tracker:
-    def __init__(self, config: DetectionConfig, clock: Clock) -> None:
+    def __init__(self, config: DetectionConfig, clock: Clock, stats: StatsStore | None = None) -> None:
         self.config = config
         self.clock = clock
+        self.stats = stats  # where the outcome of each download that leaves the queue goes
+        self.auto_cleanup: dict[str, Any] | None = None  # the bot's latest automatic-cleanup report
         self.instances: dict[str, InstanceState] = {}
         # instance -> download key -> history; one instance's snapshot replaces only its own dict.
         self.downloads: dict[str, dict[str, DownloadHistory]] = {}
@@ -94,6 +103,10 @@ class Tracker:
             grouped[download_key(record)].append(record)
         instance.records = len(snapshot["records"])
         previous = self.downloads.get(name, {})
+        for notice in snapshot.get("removals") or ():  # what discarr removed: its outcome is "removed"
+            history = previous.get(notice["download_id"])
+            if history is not None and history.removed_as is None and notice["at"] >= history.first_seen:
+                history.removed_as = [category_for_stats(notice["category"]), notice["requested_by"] == "auto"]
         current: dict[str, DownloadHistory] = {}
         observed: list[DownloadHistory] = []
         for key, records in grouped.items():
@@ -119,6 +132,7 @@ class Tracker:
             observed.append(history)
         if snapshot.get("complete", True):
             self.downloads[name] = current  # downloads that left the queue leave the tracker
+            self._record_outcomes([history for key, history in previous.items() if key not in current])
         else:  # an incomplete read of the queue: what was not read is kept, not dropped
             self.downloads[name] = {**previous, **current}
         self._guard_outages(name, observed, now)
@@ -130,6 +144,29 @@ class Tracker:
         for history in histories:
             finding = examine(history, self.config)
             history.verdict = finding.category or ("soon_stuck" if finding.soon_stuck else None)
+            history.longest_stall_s = max(history.longest_stall_s, finding.stalled_s)
+            history.was_stuck |= finding.category == "stuck"
+            history.was_inactive |= finding.category == "inactive"
+            history.was_slow |= finding.category == "slow"
+
+    def _record_outcomes(self, departed: list[DownloadHistory]) -> None:
+        """Downloads that left the queue: one outcome row each, written in one transaction."""
+        if self.stats is not None and departed:
+            self.stats.add(outcome(history) for history in departed)
+            self.stats.flush()
+
+    def keep_auto_report(self, report: dict[str, Any]) -> dict[str, Any]:
+        """The bot's automatic-cleanup state, shown by every "progress" answer until the next report."""
+        self.auto_cleanup = dict(report, reported_at=self.clock.now())
+        return {}
+
+    def stats_answer(self, days: float, by: str) -> dict[str, Any]:
+        """The "stats" answer (SPEC 5.1): per key, what became of the downloads that left the queue."""
+        if self.stats is None:
+            raise LookupError("statistics are not kept by this tracker (no STATS_DB)")
+        since = self.clock.now() - days * 86400.0
+        return {"since": datetime.fromtimestamp(since, timezone.utc).isoformat(), "by": by, "days": days,
+                "rows": self.stats.stats(since, by)}
 
     def _guard_outages(self, instance: str, observed: list[DownloadHistory], now: float) -> None:
         """Hold the clocks of a download client whose active downloads all stopped moving together.
@@ -234,6 +271,7 @@ class Tracker:
             "instances": self.instance_report(),
             "download_clients": self.client_report(),
             "config": config_report,
+            "auto_cleanup": self.auto_cleanup,
         }
 
     def analyze(self, include_import_blocked: bool, include_slow: bool = False) -> dict[str, Any]:

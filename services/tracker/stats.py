@@ -199,7 +199,7 @@ class StatsStore:
             for key, *rest in cursor:
                 groups.setdefault(key or "(none)", []).append(tuple(rest))
         # Medians need every value of a group, so the grouping is done here, not in SQL.
-        rows, bad_rate = [], {}
+        rows = []
         for key, members in groups.items():
             durations = [duration / 3600 for outcome, *_, duration, _ in members if outcome == "completed"]
             speeds = [speed for *_, speed in members if speed is not None]
@@ -212,12 +212,12 @@ class StatsStore:
                 "inactive": sum(bool(m[2]) for m in members),
                 "slow": sum(bool(m[3]) for m in members),
                 "recurring": sum(m[4] > 0 for m in members),
+                "stuck_or_removed": sum(bool(m[1]) or m[0] == "removed" for m in members),
                 "median_hours_to_complete": statistics.median(durations) if durations else None,
                 "median_speed_bps": statistics.median(speeds) if speeds else None,
             })
-            bad_rate[key] = sum(bool(m[1]) or m[0] == "removed" for m in members) / len(members)
         # The worst sources first: the share of downloads that got stuck or had to be removed.
-        rows.sort(key=lambda row: (-bad_rate[row["key"]], -row["downloads"], row["key"]))
+        rows.sort(key=lambda row: (-row["stuck_or_removed"] / row["downloads"], -row["downloads"], row["key"]))
         return rows
 
     def times_removed(self, instance: str, download_id: str) -> int:
