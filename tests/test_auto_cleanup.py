@@ -72,7 +72,8 @@ def test_a_stalled_download_is_removed_once_and_nothing_else_is_touched(auto):
 
 
 def test_a_network_outage_holds_the_instance_and_the_hold_is_released(auto):
-    auto.env["ARR_REFRESH_SECONDS"] = "0.5"
+    # The outage comes well before the dead download could be stuck (6 s), so it is held first.
+    auto.env.update({"ARR_REFRESH_SECONDS": "0.5", "STUCK_THRESHOLD_MINUTES": "0.1"})
     movers = [add(auto, f"Mover.S01E0{n}", size=500 * GB, rate=(n + 1) * MB) for n in range(1, 5)]
     add(auto, "Dead.S01E09", size=GB, state="stalled")
     add(auto, "Other.S01E10", protocol="usenet", size=500 * GB, rate=5 * MB)  # another client, healthy
