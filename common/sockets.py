@@ -155,11 +155,6 @@ def serve_one(sock: zmq.Socket, handlers: dict[str, Handler], service: str) -> N
     sock.send(answer(sock.recv_multipart(), handlers, service))
 
 
-def wait_writable(sock: zmq.Socket, seconds: float) -> bool:
-    """Whether a socket with ZMQ_IMMEDIATE has a connected peer to take a message within `seconds`."""
-    return bool(sock.poll(max(0, int(seconds * 1000)), zmq.POLLOUT))
-
-
 class RequestClient:
     """A blocking REQ client that never hangs (Lazy Pirate)."""
 
@@ -173,17 +168,40 @@ class RequestClient:
         self._own_context = context is None
         self._context = context or zmq.Context()
         self._socket: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._connected = False
 
     def _fresh_socket(self) -> zmq.Socket:
         self._drop_socket()
-        # IMMEDIATE: a request is never queued for a peer that is not there.
-        self._socket = connect(self._context, zmq.REQ, self.endpoint, self.curve, immediate=1)
+
+        def watch(sock: zmq.Socket) -> None:  # before connecting: no event may be missed
+            self._monitor = sock.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
+        self._socket = connect(self._context, zmq.REQ, self.endpoint, self.curve, before=watch)
         return self._socket
 
+    def _peer_there(self, seconds: float) -> bool:
+        """Whether the peer is connected, waiting up to `seconds` for it: a request is never
+        queued for a peer that is not there (ZMQ_IMMEDIATE would say the same, but a REQ
+        socket with it loses a reply now and then)."""
+        assert self._monitor is not None
+        deadline = time.monotonic() + seconds
+        while True:
+            wait = 0.0 if self._connected else max(0.0, deadline - time.monotonic())
+            if not self._monitor.poll(int(wait * 1000)):
+                return self._connected
+            event = parse_monitor_message(self._monitor.recv_multipart())["event"]
+            self._connected = event == zmq.EVENT_HANDSHAKE_SUCCEEDED
+
     def _drop_socket(self) -> None:
+        self._connected = False
         if self._socket is not None:
+            self._socket.disable_monitor()
             self._socket.close(linger=0)
             self._socket = None
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+            self._monitor = None
 
     def request(self, message_type: str, body: dict[str, Any] | None = None,
                 timeout: float | None = None) -> dict[str, Any]:
@@ -197,7 +215,7 @@ class RequestClient:
         attempts = self.retries + 1
         for attempt in range(attempts):
             sock = self._socket or self._fresh_socket()
-            if not wait_writable(sock, min(deadline - time.monotonic(), CONNECT_GRACE_SECONDS)):
+            if not self._peer_there(min(deadline - time.monotonic(), CONNECT_GRACE_SECONDS)):
                 break  # nobody is there to take it: no retry can do better
             sock.send(payload)
             wait = max(0.0, (deadline - time.monotonic()) / (attempts - attempt))
