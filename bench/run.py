@@ -2,18 +2,31 @@
 
 Figures (median of RUNS runs unless said otherwise):
 - poll cycle of 10,000 records (4 instances), and simarr's own serving time for the same pages (floor);
+  where the cycle's time goes: HTTP (the floor), JSON parsing, normalising, marking (download-client
+  figures, removal counts), encoding (and its validation), the rest;
 - the poller's own work per record (parse, normalise, encode), beside bare msgpack encode+decode (floor);
 - change-to-visible: a download added to simarr until the tracker answers for it, beside the poll interval;
-- tracker resident memory per tracked download at 100,000 downloads;
+- tracker resident memory per tracked download at 100,000 downloads after three polls, in a tracker
+  process, without and with download-client figures;
 - query round trips with 50 concurrent clients (median, p99), beside a bare pyzmq REQ/REP echo (floor);
 - a poll's download-client figures for a queue of 100 torrents from a real qbittorrent-nox holding 1,000,
-  beside a bare torrents/info request for all (floor); skipped when qbittorrent-nox is not installed.
+  beside a bare torrents/info request for all (floor); skipped when qbittorrent-nox is not installed;
+- the tracker beside its naive first design (bench/naive.py), each fed the same two hours of polls
+  (bench/scenario.py) in a fresh process of its own, in the same run: ingest time per record,
+  resident memory per download, and one full analysis, at 10,000 and 100,000 downloads (both
+  trackers must name the same stuck downloads).
 Writes bench/results.json and prints a table.
+
+Environment, for a quick check of the bench itself: BENCH_RUNS (default 5) runs per figure;
+BENCH_SCALE (default 1) multiplies every queue and download count (0.01: a hundredth).
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
+import math
+import multiprocessing
 import os
 import random
 import shutil
@@ -24,7 +37,9 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import msgpack
 import requests
@@ -33,24 +48,43 @@ import zmq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.naive import NaiveTracker  # noqa: E402
+from bench.scenario import CONFIG, KINDS, POLL_S, POLLS, START, feed_polls, queue_snapshots  # noqa: E402
 from common import protocol  # noqa: E402
-from common.settings import DownloadClientConfig, InstanceConfig  # noqa: E402
+from common.clock import ManualClock, SystemClock  # noqa: E402
+from common.settings import UNKNOWN_ITEMS_FLAG, DownloadClientConfig, InstanceConfig  # noqa: E402
 from common.sockets import RequestClient, make_socket  # noqa: E402
-from services.poller.arr_client import PAGE_SIZE, ArrClient  # noqa: E402
+from services.poller.arr_client import PAGE_SIZE, SORT_KEY, ArrClient  # noqa: E402
+from services.poller.audit import AuditLog  # noqa: E402
 from services.poller.download_clients import DownloadClients  # noqa: E402
 from services.poller.normalize import normalize_record  # noqa: E402
+from services.poller.removal import RemovalMemory  # noqa: E402
+from services.poller.service import encode_snapshot, take_snapshot  # noqa: E402
+from services.tracker.state import Tracker  # noqa: E402
 from tests.conftest import free_port, wait_until  # noqa: E402
 from tests.records import record  # noqa: E402
 from tests.torrent_clients import QBittorrent, bencode  # noqa: E402
 
-RUNS = 5
-KINDS = ("sonarr", "radarr", "lidarr", "readarr")
-RECORDS = 10_000
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+
+
+def scaled(count: int) -> int:
+    """`count` times BENCH_SCALE, a whole number for each instance."""
+    return max(1, round(count * SCALE / len(KINDS))) * len(KINDS)
+
+
+RECORDS = scaled(10_000)
 POLL_INTERVAL = 1.0
 CLIENTS = 50
 REQUESTS_PER_CLIENT = 40
-MEMORY_DOWNLOADS = 100_000
-CLIENT_TORRENTS = 1_000
+MEMORY_DOWNLOADS = scaled(100_000)
+CLIENT_TORRENTS = max(10, round(1_000 * SCALE))
+COMPARED_DOWNLOADS = (scaled(10_000), scaled(100_000))
+MEMORY_POLLS = 3  # the tracker process's memory is measured after three polls (the comparison: POLLS)
+STUCK_EVERY = 100  # in the naive comparison, 1% of downloads never move
+TRACKERS = {"real": Tracker, "naive": NaiveTracker}
+T = TypeVar("T")
 
 
 class Processes:
@@ -104,46 +138,74 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 
 # --- poll cycle ------------------------------------------------------------------
-def poll_cycle(port: int) -> tuple[float, float, float, float]:
-    """(poller cycle, simarr floor, poller work per record, msgpack floor per record), seconds."""
+# Where a cycle's time goes: HTTP (the floor: simarr serving, bytes received), JSON parsing, normalising,
+# marking (download-client figures, removal counts), encoding (validation included), and the rest
+# (fetch_queue's bookkeeping, and the difference between the cycle's own HTTP and the floor's).
+CYCLE_PARTS = ("floor", "parse", "normalise", "mark", "encode", "validate", "rest")
+CYCLE_PART_NAMES = {"floor": "HTTP (simarr floor)", "parse": "JSON parsing", "normalise": "normalising",
+                    "mark": "marking (clients, removals)", "encode": "encoding",
+                    "validate": "  of which validation", "rest": "the rest"}
+
+
+def timed(work: Callable[[], T]) -> tuple[float, T]:
+    """Seconds `work` takes, and its result."""
+    gc.collect()  # a collection owed by earlier work is not this work's cost
+    started = time.perf_counter()
+    result = work()
+    return time.perf_counter() - started, result
+
+
+def poll_cycle(port: int, workdir: Path) -> dict[str, float]:
+    """Seconds of one poll cycle of every instance as the poller runs it (services.poller.service:
+    take_snapshot, then the snapshot encoded to be sent), each part of it on its own, and the floors."""
     clients = [ArrClient(InstanceConfig(k, k, f"http://127.0.0.1:{port}/{k}", f"bench-{k}"), 30) for k in KINDS]
-    # Floor: simarr serving the same pages to a bare client that does nothing with them.
+    download_clients = DownloadClients([], 30)
+    memory = RemovalMemory(AuditLog(workdir / "no-removals.jsonl"), SystemClock())
+    poller = {"name": "bench", "endpoint": "tcp://127.0.0.1:1", "next_within": 1.0}
+    # Untimed, a first read: how many pages each queue has; and each session connected, as in a running poller.
+    pages_of = {client.instance.kind: math.ceil(len(client.fetch_queue()[0]) / PAGE_SIZE) for client in clients}
     session = requests.Session()
-    started = time.perf_counter()
-    raw_pages = []
-    for kind in KINDS:
-        page, pages = 1, 1
-        while page <= pages:
-            response = session.get(f"http://127.0.0.1:{port}/{kind}/api/{clients[KINDS.index(kind)].instance.api_version}"
-                                   "/queue", params={"page": page, "pageSize": PAGE_SIZE},
-                                   headers={"X-Api-Key": f"bench-{kind}"}, timeout=30)
-            raw_pages.append(response.content)
-            pages = -(-response.json()["totalRecords"] // PAGE_SIZE)
-            page += 1
-    floor = time.perf_counter() - started
-    started = time.perf_counter()
-    snapshots = []
-    for client in clients:
-        records, _ = client.fetch_queue()
-        snapshots.append(protocol.encode("snapshot", {
-            "instance": client.instance.name, "kind": client.instance.kind, "taken_at": time.time(),
-            "poller": {"name": "bench", "endpoint": "tcp://127.0.0.1:1", "next_within": 1.0},
-            "health": {"state": "ok", "error": None}, "clients": [], "records": records}))
-    cycle = time.perf_counter() - started
-    # The poller's own work per record, without HTTP: parse, normalise, encode.
-    raw_records = [record for content in raw_pages for record in json.loads(content)["records"]]
-    started = time.perf_counter()
-    normalised = [normalize_record(record) for record in json.loads(json.dumps(raw_records))]
-    protocol.encode("snapshot", {"instance": "x", "kind": "sonarr", "taken_at": 0.0, "records": normalised,
-                                 "poller": {"name": "b", "endpoint": "tcp://127.0.0.1:1", "next_within": 1.0},
-                                 "health": {"state": "ok", "error": None}, "clients": []})
-    work = (time.perf_counter() - started) / len(raw_records)
-    started = time.perf_counter()
-    msgpack.unpackb(msgpack.packb(normalised))
-    bare = (time.perf_counter() - started) / len(raw_records)
+
+    def receive() -> dict[str, list[requests.Response]]:
+        """The floor: simarr serving the same pages to a bare client that does nothing with them."""
+        return {client.instance.kind: [
+            session.get(f"{client.api_root}/queue", headers={"X-Api-Key": client.instance.api_key}, timeout=30,
+                        params={"page": page, "pageSize": PAGE_SIZE, "sortKey": SORT_KEY,
+                                "sortDirection": "ascending", UNKNOWN_ITEMS_FLAG[client.instance.kind]: "true"})
+            for page in range(1, pages_of[client.instance.kind] + 1)] for client in clients}
+
+    def cycle() -> None:
+        for client in clients:
+            encode_snapshot(take_snapshot(client, SystemClock(), poller, download_clients, memory))
+
+    def mark(queues: dict[str, list[dict]]) -> None:
+        """The rest of take_snapshot's work on records: download-client figures, removal counts."""
+        for kind, records in queues.items():
+            download_clients.annotate(records)
+            memory.stamp(kind, records)
+
+    def body_of(kind: str, records: list[dict]) -> dict:
+        return {"instance": kind, "kind": kind, "taken_at": time.time(), "poller": poller, "poll_seconds": 0.0,
+                "health": {"state": "ok", "error": None}, "clients": [], "records": records, "complete": True,
+                "removals": memory.notices(kind)}
+
+    floor, responses = timed(receive)
+    cycle_s, _ = timed(cycle)
+    # Each part on its own, on the pages the floor received.
+    parse, raw_queues = timed(lambda: {kind: [raw for response in pages for raw in response.json()["records"]]
+                                       for kind, pages in responses.items()})
+    normalise, queues = timed(lambda: {kind: [normalize_record(raw) for raw in raw_records]
+                                       for kind, raw_records in raw_queues.items()})
+    marking, _ = timed(lambda: mark(queues))
+    bodies = [body_of(kind, records) for kind, records in queues.items()]
+    validate, _ = timed(lambda: [protocol.validate("snapshot", body, check_records=False) for body in bodies])
+    encode, _ = timed(lambda: [encode_snapshot(body) for body in bodies])
+    every_record = [record for records in queues.values() for record in records]
+    msgpack_floor, _ = timed(lambda: msgpack.unpackb(msgpack.packb(every_record)))
     for client in clients:
         client.close()
-    return cycle, floor, work, bare
+    return {"cycle": cycle_s, "floor": floor, "parse": parse, "normalise": normalise, "mark": marking,
+            "encode": encode, "validate": validate, "msgpack_floor": msgpack_floor}
 
 
 # --- round trips -------------------------------------------------------------------
@@ -204,13 +266,6 @@ def change_to_visible(port: int, endpoint: str) -> float:
 
 
 # --- tracker memory -------------------------------------------------------------------
-def _client_figures(i: int, step: int) -> dict:
-    """What qBittorrent says of one torrent: every figure its own, as in a real queue."""
-    return {"name": "qbittorrent", "kind": "qbittorrent", "state": "downloading", "client_state": "downloading",
-            "downloaded": step * 10 ** 9 + i, "size": 4 * 10 ** 9, "download_speed": 1000 + i,
-            "last_activity": 1.7e9 + i, "seeds": 3, "peers": 5, "private": False}
-
-
 def tracker_memory(workdir: Path, with_client: bool = False) -> tuple[float, float]:
     """Resident bytes per tracked download at MEMORY_DOWNLOADS downloads, in a tracker process,
     and the round trip of a "progress" query at that size (analysis must not hold up ingest).
@@ -224,24 +279,11 @@ def tracker_memory(workdir: Path, with_client: bool = False) -> tuple[float, flo
         with RequestClient("tracker", processes.env["TRACKER_QUERY_ENDPOINT"], 60, context=context) as client:
             wait_until(lambda: client.request("ping"), 30, "the tracker")
             baseline = rss_bytes(tracker.pid)
-            per_instance = MEMORY_DOWNLOADS // len(KINDS)
-            for step in range(3):  # three polls, each download moving: history points and all
-                for n, kind in enumerate(KINDS):
-                    records = [{"id": n * per_instance + i, "download_id": f"{kind}-{i:08d}",
-                                "title": f"Some.Release.Name.S01E{i % 100:02d}.1080p.WEB.H264-GROUP{i}",
-                                "status": "downloading", "tracked_status": "ok", "tracked_state": "downloading",
-                                "error_message": None, "size": 4 * 10 ** 9, "sizeleft": 4 * 10 ** 9 - step * 10 ** 9,
-                                "eta": "2026-11-24T20:00:00Z", "added": "2026-11-24T18:00:00Z",
-                                "protocol": "torrent", "download_client": "qBittorrent",
-                                "client": _client_figures(i, step) if with_client else None,
-                                "removed_before": 0}
-                               for i in range(per_instance)]
-                    push.send(protocol.encode("snapshot", {
-                        "instance": kind, "kind": kind, "taken_at": time.time(), "records": records,
-                        "poller": {"name": "bench", "endpoint": "tcp://127.0.0.1:1", "next_within": 600},
-                        "health": {"state": "ok", "error": None}, "clients": []}))
-            last = {"instance": KINDS[-1], "download_id": f"{KINDS[-1]}-{per_instance - 1:08d}"}
-            wait_until(lambda: _points(client, last) == 3, 300, "all three snapshots ingested", interval=0.5)
+            for step in range(MEMORY_POLLS):  # each download moving: history points and all
+                for body in queue_snapshots(MEMORY_DOWNLOADS, step, with_client=with_client):
+                    push.send(protocol.encode("snapshot", body))
+            last = {"instance": KINDS[-1], "download_id": f"{KINDS[-1]}-{MEMORY_DOWNLOADS // len(KINDS) - 1:08d}"}
+            wait_until(lambda: _points(client, last) == MEMORY_POLLS, 300, "every snapshot ingested", interval=0.5)
             per_download = (rss_bytes(tracker.pid) - baseline) / MEMORY_DOWNLOADS
             timings = []
             for _ in range(5):
@@ -253,6 +295,52 @@ def tracker_memory(workdir: Path, with_client: bool = False) -> tuple[float, flo
         push.close()
         context.term()
         processes.stop()
+
+
+# --- the tracker beside its naive first design ----------------------------------------------
+def fed_tracker(design: str, downloads: int) -> dict[str, object]:
+    """One tracker of `design` fed POLLS polls of `downloads` (1 in STUCK_EVERY never moving), in a fresh
+    process so nothing else this bench allocated is counted: its ingest seconds per record, resident
+    bytes per download, the seconds of one full analysis, and the downloads that analysis named."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+        return fresh.submit(_feed, design, downloads).result()
+
+
+def _feed(design: str, downloads: int) -> dict[str, object]:
+    clock = ManualClock(START)
+    tracker = TRACKERS[design](CONFIG, clock)
+    gc.collect()
+    before = rss_bytes(os.getpid())
+    # Each snapshot is built just before its ingest, and dropped after; only `ingest` is timed.
+    spent = feed_polls(tracker, clock, downloads, stuck_every=STUCK_EVERY)
+    gc.collect()
+    grown = rss_bytes(os.getpid()) - before
+    seconds, candidates = timed(lambda: tracker.analyze(False)["candidates"] if design == "real"
+                                else tracker.analyze())
+    return {"ingest_s_per_record": spent / (POLLS * downloads), "bytes_per_download": grown / downloads,
+            "analysis_s": seconds, "named": {(c["instance"], c["download_id"]) for c in candidates}}
+
+
+def naive_comparison() -> dict[str, object]:
+    """The comparison's figures, each as the real tracker's, the naive one's and naive/real
+    (how many times faster or smaller the real one is), per number of downloads.
+    Both trackers must name the same stuck downloads, or the comparison is not of like with like."""
+    def figure(runs: dict[str, list[dict]], name: str, scale: float) -> dict[str, float]:
+        real, naive = (statistics.median(run[name] for run in runs[design]) * scale for design in TRACKERS)
+        return {"real": real, "naive": naive, "ratio": naive / real}
+
+    figures: dict[str, dict] = {"ingest_per_record_us": {}, "memory_per_download_bytes": {}, "analysis_ms": {}}
+    for downloads in COMPARED_DOWNLOADS:
+        runs = {design: [fed_tracker(design, downloads) for _ in range(RUNS)] for design in TRACKERS}
+        stuck = len(KINDS) * math.ceil(downloads // len(KINDS) / STUCK_EVERY)
+        for run in runs["real"] + runs["naive"]:
+            assert run["named"] == runs["real"][0]["named"] and len(run["named"]) == stuck, \
+                f"the trackers disagree: {len(run['named'])} stuck, {stuck} expected"
+        figures["ingest_per_record_us"][downloads] = figure(runs, "ingest_s_per_record", 1e6)
+        figures["memory_per_download_bytes"][downloads] = figure(runs, "bytes_per_download", 1)
+        figures["analysis_ms"][downloads] = figure(runs, "analysis_s", 1e3)
+    return {**figures, "polls": POLLS, "poll_s": POLL_S, "stuck_every": STUCK_EVERY, "ingest_target_ratio": 5.0,
+            "memory_target_ratio": 3.0, "analysis_target_ms": 50.0}
 
 
 # --- download-client figures ----------------------------------------------------------------
@@ -308,13 +396,17 @@ def main() -> None:
         for kind in KINDS:
             control(processes.port, kind, "POST", "bulk", {"count": RECORDS // len(KINDS), "state": "downloading",
                                                            "rate": 10 ** 6, "size": 10 ** 10})
-        cycles = [poll_cycle(processes.port) for _ in range(RUNS)]
-        cycle = statistics.median(c[0] for c in cycles)
-        floor = statistics.median(c[1] for c in cycles)
-        work = statistics.median(c[2] for c in cycles)
-        bare = statistics.median(c[3] for c in cycles)
-        results["poll_cycle_10k"] = {"seconds": cycle, "simarr_floor_seconds": floor,
-                                     "excluding_simulator_seconds": cycle - floor, "ratio": cycle / floor}
+        runs = [poll_cycle(processes.port, workdir) for _ in range(RUNS)]
+        cycle = {part: statistics.median(run[part] for run in runs) for part in runs[0]}
+        # From the medians, so the parts add up to the cycle; HTTP's run-to-run noise lands here too.
+        measured = ("floor", "parse", "normalise", "mark", "encode")
+        cycle["rest"] = cycle["cycle"] - sum(cycle[part] for part in measured)
+        results["poll_cycle_10k"] = {"seconds": cycle["cycle"], "simarr_floor_seconds": cycle["floor"],
+                                     "excluding_simulator_seconds": cycle["cycle"] - cycle["floor"],
+                                     "ratio": cycle["cycle"] / cycle["floor"], "records": RECORDS}
+        results["poll_cycle_parts_10k"] = {f"{part}_ms": cycle[part] * 1e3 for part in CYCLE_PARTS}
+        work = (cycle["parse"] + cycle["normalise"] + cycle["encode"]) / RECORDS
+        bare = cycle["msgpack_floor"] / RECORDS
         results["poller_work_per_record"] = {"microseconds": work * 1e6, "msgpack_floor_microseconds": bare * 1e6,
                                              "ratio": work / bare}
 
@@ -351,13 +443,14 @@ def main() -> None:
         # Each in a fresh directory: the tracker above left a checkpoint whose instances belong to another poller.
         memory = [tracker_memory(Path(tempfile.mkdtemp(dir=scratch))) for _ in range(RUNS)]
         results["tracker_memory_per_download"] = {"bytes": statistics.median(m[0] for m in memory),
-                                                  "downloads": MEMORY_DOWNLOADS, "target_bytes": 2048}
+                                                  "downloads": MEMORY_DOWNLOADS, "target_bytes": 1536}
         results["progress_query_at_100k"] = {"median_ms": statistics.median(m[1] for m in memory) * 1e3}
         results["download_client_figures_1k"] = client_enrichment(Path(tempfile.mkdtemp(dir=scratch)))
         with_client = [tracker_memory(Path(tempfile.mkdtemp(dir=scratch)), with_client=True) for _ in range(RUNS)]
         results["tracker_memory_per_download_with_client_figures"] = {
             "bytes": statistics.median(m[0] for m in with_client), "downloads": MEMORY_DOWNLOADS,
             "target_bytes": 2048}
+    results["naive_tracker_comparison"] = naive_comparison()
     out = ROOT / "bench" / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     _print_table(results)
@@ -374,30 +467,50 @@ def _up(port: int) -> bool:
 def _print_table(results: dict) -> None:
     cycle, work = results["poll_cycle_10k"], results["poller_work_per_record"]
     visible, query = results["change_to_visible"], results["query_round_trip_50_clients"]
-    memory = results["tracker_memory_per_download"]
+    memory, parts = results["tracker_memory_per_download"], results["poll_cycle_parts_10k"]
     rows = [
-        ("poll cycle, 10,000 records", f"{cycle['seconds']:.3f} s", f"simarr {cycle['simarr_floor_seconds']:.3f} s",
-         f"{cycle['ratio']:.2f}x; own {cycle['excluding_simulator_seconds']:.3f} s (target < 0.5 s)"),
-        ("poller work per record", f"{work['microseconds']:.1f} us", f"msgpack {work['msgpack_floor_microseconds']:.1f} us",
-         f"{work['ratio']:.1f}x"),
+        (f"poll cycle, {cycle['records']:,} records", f"{cycle['seconds']:.3f} s",
+         f"simarr {cycle['simarr_floor_seconds']:.3f} s",
+         f"{cycle['ratio']:.2f}x; own {cycle['excluding_simulator_seconds']:.3f} s (target < 0.2 s)"),
+        *((f"  {CYCLE_PART_NAMES[part]}", f"{parts[f'{part}_ms']:.1f} ms",
+           f"{parts[f'{part}_ms'] / (cycle['seconds'] * 1e3):.0%} of the cycle", "") for part in CYCLE_PARTS),
+        ("poller work per record", f"{work['microseconds']:.1f} us",
+         f"msgpack {work['msgpack_floor_microseconds']:.1f} us", f"{work['ratio']:.1f}x"),
         ("change to visible", f"{visible['median_seconds'] * 1e3:.0f} ms",
-         f"poll {visible['poll_interval_seconds']:.1f} s", f"max {visible['max_seconds'] * 1e3:.0f} ms "
-                                                            f"(target < {visible['target_seconds'] * 1e3:.0f} ms)"),
+         f"poll {visible['poll_interval_seconds']:.1f} s",
+         f"max {visible['max_seconds'] * 1e3:.0f} ms (target: median < {visible['target_seconds'] * 1e3:.0f} ms)"),
         ("query median, 50 clients", f"{query['median_ms']:.2f} ms", f"echo {query['echo_median_ms']:.2f} ms",
-         f"{query['median_ratio']:.2f}x (target < 5 ms)"),
+         f"{query['median_ratio']:.2f}x (target <= 1.5x)"),
         ("query p99, 50 clients", f"{query['p99_ms']:.2f} ms", f"echo {query['echo_p99_ms']:.2f} ms",
-         f"{query['p99_ratio']:.2f}x (target < 50 ms)"),
+         f"{query['p99_ratio']:.2f}x (target <= 3x)"),
         ("tracker memory per download", f"{memory['bytes']:.0f} B", f"at {memory['downloads']:,}",
-         "(target < 2048 B)"),
+         f"(target < {memory['target_bytes']} B)"),
         ("  with client figures", f"{results['tracker_memory_per_download_with_client_figures']['bytes']:.0f} B",
-         f"at {memory['downloads']:,}", "(target < 2048 B)"),
-        ("progress query at 100,000", f"{results['progress_query_at_100k']['median_ms']:.1f} ms", "", ""),
+         f"at {memory['downloads']:,}",
+         f"(target < {results['tracker_memory_per_download_with_client_figures']['target_bytes']} B)"),
+        (f"progress query at {memory['downloads']:,}", f"{results['progress_query_at_100k']['median_ms']:.1f} ms",
+         "", ""),
     ]
     figures = results["download_client_figures_1k"]
     if figures is not None:
-        rows.append(("qBittorrent figures, 100 of 1,000", f"{figures['seconds'] * 1e3:.1f} ms",
+        rows.append((f"qBittorrent figures, {figures['torrents'] // 10:,} of {figures['torrents']:,}",
+                     f"{figures['seconds'] * 1e3:.1f} ms",
                      f"all torrents/info {figures['torrents_info_floor_seconds'] * 1e3:.1f} ms",
                      f"{figures['ratio']:.2f}x"))
+    naive = results["naive_tracker_comparison"]
+    largest = max(naive["analysis_ms"])
+    targets = {"ingest_per_record_us": f" (target >= {naive['ingest_target_ratio']:g})",
+               "memory_per_download_bytes": f" (target >= {naive['memory_target_ratio']:g})",
+               "analysis_ms": ""}
+    rows.append(("beside the naive tracker", f"{naive['polls']} polls", f"every {naive['poll_s'] / 60:g} min", ""))
+    for name, label, unit, digits in (("ingest_per_record_us", "ingest per record", "us", 1),
+                                      ("memory_per_download_bytes", "memory per download", "B", 0),
+                                      ("analysis_ms", "one analysis", "ms", 1)):
+        for downloads, figure in naive[name].items():
+            target = targets[name] or (f" (target < {naive['analysis_target_ms']:g} ms)"
+                                       if downloads == largest else "")
+            rows.append((f"  {label}, {downloads:,}", f"{figure['real']:.{digits}f} {unit}",
+                         f"naive {figure['naive']:.{digits}f} {unit}", f"naive/real {figure['ratio']:.2f}{target}"))
     print(f"median of {results['runs']} runs")
     for row in rows:
         print(f"{row[0]:<30} {row[1]:>12}  {row[2]:<22} {row[3]}")

@@ -55,9 +55,14 @@ def classify(record: dict[str, Any]) -> str:
 
 
 def classify_download(records: list[dict[str, Any]]) -> str:
-    """A download's activity: its records' one activity, or "idle" when they disagree (never removed)."""
-    kinds = {classify(record) for record in records}
-    return kinds.pop() if len(kinds) == 1 else "idle"
+    """A download's activity (see download_activity)."""
+    return download_activity({classify(record) for record in records})
+
+
+def download_activity(activities: set[str]) -> str:
+    """A download's activity from its records': their one activity, or "idle" when they disagree
+    (never removed)."""
+    return next(iter(activities)) if len(activities) == 1 else "idle"
 
 
 def client_figures(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -80,12 +85,6 @@ def record_sizes(record: dict[str, Any]) -> tuple[int, int]:
     return record["size"], record["sizeleft"]
 
 
-def evidence_source(records: list[dict[str, Any]]) -> str:
-    """Whose byte counts `measure` used: the download client's name, or "queue" (the *arr's)."""
-    client = client_figures(records[0])
-    return client["name"] if client is not None else "queue"
-
-
 def measure(records: list[dict[str, Any]]) -> tuple[int, int, int, float]:
     """(size, sizeleft, downloaded bytes, progress %) of a download."""
     return measure_sizes([record_sizes(record) for record in records])
@@ -96,6 +95,9 @@ def measure_sizes(sizes: list[tuple[int, int]]) -> tuple[int, int, int, float]:
 
     A season pack repeats the pack's full size on every record: take it once.
     """
+    if len(sizes) == 1:  # one record, as most downloads are
+        size, sizeleft = sizes[0]
+        return size, sizeleft, size - sizeleft, 100.0 * (size - sizeleft) / size if size > 0 else 0.0
     size = max(record_size for record_size, _ in sizes)
     sizeleft = max((left for record_size, left in sizes if record_size == size), default=0)
     downloaded = size - sizeleft

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Generator
 
 import msgpack
 
@@ -40,6 +40,8 @@ PROTOCOL_VERSION = 1
 # A snapshot of 100,000 records is about 25 MB; nothing legitimate is larger.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024 - 1
 _MAX_CONTAINER = 1_000_000
+# Records unpacked, checked and received between two yields of decode_in_slices: under a millisecond.
+DECODE_SLICE_RECORDS = 100
 
 
 class ProtocolError(ValueError):
@@ -132,7 +134,7 @@ def _check_fields(where: str, body: dict, fields: dict[str, tuple[type, ...]], o
             raise ProtocolError(f"{where}: field {name!r} has type {type(value).__name__}")
 
 
-def validate(message_type: str, body: Any) -> None:
+def validate(message_type: str, body: Any, *, check_records: bool = True) -> None:
     if message_type not in SCHEMAS:
         raise ProtocolError(f"unknown message type {message_type!r}")
     if not isinstance(body, dict):
@@ -148,12 +150,8 @@ def validate(message_type: str, body: Any) -> None:
             if not isinstance(client, dict):
                 raise ProtocolError(f"snapshot: client {index} must be a map")
             _check_fields(f"snapshot client {index}", client, CLIENT_HEALTH_FIELDS)
-        for index, record in enumerate(body["records"] or ()):
-            if not isinstance(record, dict):
-                raise ProtocolError(f"snapshot: record {index} must be a map")
-            _check_fields(f"snapshot record {index}", record, RECORD_FIELDS)
-            if record["client"] is not None:
-                _check_fields(f"snapshot record {index} client", record["client"], CLIENT_FIELDS)
+        for index, record in enumerate(body["records"] if check_records and body["records"] else ()):
+            _checked_record(index, record)
         for index, notice in enumerate(body.get("removals") or ()):
             if not isinstance(notice, dict):
                 raise ProtocolError(f"snapshot: removal {index} must be a map")
@@ -165,28 +163,135 @@ def validate(message_type: str, body: Any) -> None:
             _check_fields(f"remove download {index}", item, REMOVAL_ITEM_FIELDS)
 
 
-def encode(message_type: str, body: dict[str, Any] | None = None) -> bytes:
+def _checked_record(index: int, record: Any) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise ProtocolError(f"snapshot: record {index} must be a map")
+    _check_fields(f"snapshot record {index}", record, RECORD_FIELDS)
+    if record["client"] is not None:
+        _check_fields(f"snapshot record {index} client", record["client"], CLIENT_FIELDS)
+    return record
+
+
+def encode(message_type: str, body: dict[str, Any] | None = None, *, check_records: bool = True) -> bytes:
+    """Pack one message, checked first. `check_records=False` skips a snapshot's records, for a sender
+    that built each one field by field (services.poller.normalize); the receiver checks them all."""
     body = {} if body is None else body
-    validate(message_type, body)
+    validate(message_type, body, check_records=check_records)
     return msgpack.packb({"v": PROTOCOL_VERSION, "type": message_type, "body": body},
                          use_bin_type=True)
 
 
 def decode(data: bytes) -> Message:
     """Unpack and check one message; any fault raises ProtocolError."""
+    _check_size(data)
+    unpacker = _unpacker(data)
+    try:
+        envelope = unpacker.unpack()
+    except Exception as exc:  # msgpack raises several unrelated types, OutOfData when truncated
+        raise ProtocolError(f"not a msgpack message ({type(exc).__name__})") from None
+    _check_end(unpacker, data)
+    message_type, body = _envelope_parts(envelope)
+    validate(message_type, body)
+    return Message(message_type, body)
+
+
+def decode_in_slices(data: bytes, every: int = DECODE_SLICE_RECORDS, *,
+                     receive_record: Callable[[dict[str, Any]], Any] | None = None
+                     ) -> Generator[None, None, Message]:
+    """decode(), as a generator that yields after every `every` records of a snapshot, so the caller
+    serves others between slices of a large one instead of making them wait for all of it.
+    Returns the Message (`yield from`).
+
+    Each record is checked as soon as it is unpacked; `receive_record` then replaces it by what the
+    receiver keeps of it, so a large snapshot's decoded maps never pile up in memory.
+    """
+    _check_size(data)
+    unpacker = _unpacker(data)
+
+    def each(index: int, record: Any) -> Any:
+        record = _checked_record(index, record)
+        return record if receive_record is None else receive_record(record)
+    try:
+        envelope = yield from _unpack_map(unpacker, lambda key: key == "body" and _body_in_slices(unpacker, every,
+                                                                                                   each))
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        raise ProtocolError(f"not a msgpack message ({type(exc).__name__})") from None
+    _check_end(unpacker, data)
+    message_type, body = _envelope_parts(envelope)
+    validate(message_type, body, check_records=False)  # each was checked as it was unpacked
+    return Message(message_type, body)
+
+
+def _body_in_slices(unpacker: msgpack.Unpacker, every: int, each: Callable[[int, Any], Any]
+                    ) -> Generator[None, None, Any]:
+    return (yield from _unpack_map(unpacker, lambda key: key == "records" and _array_in_slices(unpacker, every,
+                                                                                                 each)))
+
+
+def _unpack_map(unpacker: msgpack.Unpacker, streamed: Callable[[Any], Generator | bool]
+                ) -> Generator[None, None, Any]:
+    """One map read key by key, the values `streamed` picks read by their own generator."""
+    size = _container_header(unpacker.read_map_header)
+    if size is None:  # not a map: read whole, and the checks say what is wrong
+        return unpacker.unpack()
+    result = {}
+    for _ in range(size):
+        key = unpacker.unpack()
+        if not isinstance(key, str):
+            raise ProtocolError("map keys must be strings")
+        reader = streamed(key)
+        result[key] = (yield from reader) if reader else unpacker.unpack()
+    return result
+
+
+def _array_in_slices(unpacker: msgpack.Unpacker, every: int, each: Callable[[int, Any], Any]
+                     ) -> Generator[None, None, Any]:
+    size = _container_header(unpacker.read_array_header)
+    if size is None:
+        return unpacker.unpack()
+    items = []
+    for index in range(size):
+        items.append(each(index, unpacker.unpack()))
+        if index % every == every - 1:
+            yield
+    return items
+
+
+def _container_header(read: Callable[[], int]) -> int | None:
+    """The size a container header announces, None when the next value is not that container."""
+    try:
+        size = read()
+    except ValueError as exc:
+        if isinstance(exc, (msgpack.FormatError, msgpack.StackError)):
+            raise
+        return None  # "Unexpected type header": the unpacker has not moved
+    if size > _MAX_CONTAINER:
+        raise ProtocolError(f"a container of {size} items exceeds the limit of {_MAX_CONTAINER}")
+    return size
+
+
+def _check_size(data: bytes) -> None:
     if len(data) > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message of {len(data)} bytes exceeds the limit of {MAX_MESSAGE_BYTES}")
+
+
+def _unpacker(data: bytes) -> msgpack.Unpacker:
     unpacker = msgpack.Unpacker(
         raw=False, strict_map_key=True, use_list=True, max_buffer_size=MAX_MESSAGE_BYTES,
         max_str_len=MAX_MESSAGE_BYTES, max_bin_len=MAX_MESSAGE_BYTES,
         max_array_len=_MAX_CONTAINER, max_map_len=_MAX_CONTAINER, max_ext_len=0)
-    try:
-        unpacker.feed(data)
-        envelope = unpacker.unpack()
-    except Exception as exc:  # msgpack raises several unrelated types, OutOfData when truncated
-        raise ProtocolError(f"not a msgpack message ({type(exc).__name__})") from None
+    unpacker.feed(data)
+    return unpacker
+
+
+def _check_end(unpacker: msgpack.Unpacker, data: bytes) -> None:
     if unpacker.tell() != len(data):
         raise ProtocolError("trailing bytes after the message")
+
+
+def _envelope_parts(envelope: Any) -> tuple[str, Any]:
     if not isinstance(envelope, dict):
         raise ProtocolError("message must be a map")
     version = envelope.get("v")
@@ -195,9 +300,7 @@ def decode(data: bytes) -> Message:
     message_type = envelope.get("type")
     if not isinstance(message_type, str):
         raise ProtocolError("message has no type")
-    body = envelope.get("body")
-    validate(message_type, body)
-    return Message(message_type, body)
+    return message_type, envelope.get("body")
 
 
 def removal_request(downloads: list[dict[str, Any]], *, requested_by: str, dry_run: bool,

@@ -1,6 +1,8 @@
 """The codec: round trips, versions, shapes and size limits."""
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common import protocol
 from common.protocol import ProtocolError, decode, encode
@@ -46,6 +48,68 @@ def test_a_message_of_another_version_is_refused_clearly():
 def test_wrong_shapes_are_refused_with_a_reason(data, why):
     with pytest.raises(ProtocolError, match=why):
         decode(data)
+    with pytest.raises(ProtocolError, match=why):
+        decode_sliced(data)
+
+
+def decode_sliced(data, every=2, **options):
+    """decode_in_slices run to its end, counting its yields."""
+    steps = protocol.decode_in_slices(data, every, **options)
+    yields = 0
+    while True:
+        try:
+            next(steps)
+            yields += 1
+        except StopIteration as done:
+            decode_sliced.yields = yields
+            return done.value
+
+
+def test_a_large_snapshot_is_decoded_in_slices_to_the_same_message():
+    data = encode("snapshot", snapshot([records.record(n, f"ID{n}", title=f"Show.S01E{n:02d}") for n in range(10)]))
+    assert decode_sliced(data, every=2) == decode(data)
+    assert decode_sliced.yields == 5  # 10 records, each checked as it is unpacked, 2 at a time
+
+
+def test_a_sliced_decode_gives_each_checked_record_to_the_receiver():
+    data = encode("snapshot", snapshot([records.record(n, f"ID{n}") for n in range(3)]))
+    message = decode_sliced(data, receive_record=lambda record: record["download_id"])
+    assert message.body["records"] == ["ID0", "ID1", "ID2"]
+    bad = msgpack.packb({"v": 1, "type": "snapshot", "body": dict(snapshot([dict(record(), size="big")]))})
+    with pytest.raises(ProtocolError, match="record 0: field 'size' has type str"):
+        decode_sliced(bad, receive_record=lambda record: pytest.fail("an unchecked record was received"))
+
+
+@pytest.mark.parametrize("data", [
+    msgpack.packb({"v": 1, "type": "snapshot", "body": {"records": None}}),
+    msgpack.packb({"v": 1, "type": "snapshot", "body": [1]}),
+    msgpack.packb({"v": 1, "type": "snapshot", 1: 2}),
+    # records announced as an array of 4 billion: refused before any is read
+    b"\x83" + b"".join(map(msgpack.packb, ["v", 1, "type", "snapshot", "body"])) + b"\x81"
+    + msgpack.packb("records") + b"\xdd\xff\xff\xff\xff",
+])
+def test_a_sliced_decode_refuses_what_decode_refuses(data):
+    with pytest.raises(ProtocolError):
+        decode(data)
+    with pytest.raises(ProtocolError):
+        decode_sliced(data)
+
+
+VALID = encode("snapshot", snapshot([record(), records.record(2, "DEF", title="Show.S01E02")]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(cut=st.integers(0, len(VALID)), junk=st.binary(max_size=8), flip=st.integers(0, len(VALID) - 1))
+def test_sliced_and_whole_decodes_agree_on_damaged_messages(cut, junk, flip):
+    damaged = bytearray(VALID[:cut] + junk + VALID[cut:])
+    damaged[flip % len(damaged)] ^= 0x5A
+    outcomes = []
+    for decoder in (decode, decode_sliced):
+        try:
+            outcomes.append(decoder(bytes(damaged)))
+        except ProtocolError:
+            outcomes.append("refused")
+    assert outcomes[0] == outcomes[1]
 
 
 def test_an_oversized_message_is_refused_before_unpacking():

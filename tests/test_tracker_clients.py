@@ -108,4 +108,4 @@ def test_client_figures_survive_a_checkpoint_and_old_checkpoints_still_load(trac
     for stored in state["records"]:
         del stored["client"], stored["removed_before"]
     old = DownloadHistory.from_state(state)
-    assert old.records[0]["client"] is None and old.measured()[2] == GB
+    assert old.first.client is None and old.first.removed_before == 0 and old.measured()[2] == GB

@@ -112,3 +112,27 @@ def test_a_checkpoint_round_trips(tmp_path):
     assert checkpoint.load(restored, tmp_path / "state.msgpack") is True
     assert restored.progress({}) == tracker.progress({})
     assert [i["download_id"] for i in restored.progress({})["stuck"]] == ["M"]
+
+
+def test_a_query_sent_during_a_large_ingest_is_answered_before_that_ingest_completes(deployment, context):
+    """The tracker answers between slices of a large snapshot, and never shows it half-ingested."""
+    deployment.start("tracker")
+    push = push_to(context, deployment.env["TRACKER_INGEST_ENDPOINT"])
+    large = 40_000
+    with RequestClient("tracker", deployment.env["TRACKER_QUERY_ENDPOINT"], 10, context=context) as client:
+        push.send(protocol.encode("snapshot", snapshot("sonarr", [record(1, "SMALL")])))
+        wait_until(lambda: client.request("check")["tracked"] == 1, 10, "the small snapshot")
+        push.send(protocol.encode("snapshot", snapshot("radarr", [record(n, f"R{n}") for n in range(large)],
+                                                       kind="radarr")))
+        answers = []
+        while not answers or answers[-1][1] != large + 1:
+            ingesting = client.request("ping")["ingesting"]
+            answers.append((ingesting, client.request("check", {"limit": 1})["tracked"]))
+            assert len(answers) < 100_000, "the large snapshot was never ingested"
+    push.close()
+    during = [ingesting for ingesting, _ in answers if ingesting is not None]
+    assert during, "no query was answered while the large snapshot was being ingested"
+    assert all(i["instance"] == "radarr" and i["downloads"] == large for i in during)
+    assert any(0 < i["done"] < large for i in during)  # answered in the middle of it
+    # Until the snapshot is wholly ingested its downloads are not there; then all are.
+    assert {tracked for _, tracked in answers} == {1, large + 1}

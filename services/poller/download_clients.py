@@ -188,6 +188,8 @@ class DownloadClients:
 
         `private_lookups`: how many private flags a client may be asked for one by one (None: all).
         """
+        if not self.readers:
+            return []  # no client configured: every record keeps "client": None
         hashes = {record["download_id"].upper() for record in records if is_torrent(record)}
         found: dict[str, dict[str, Any]] = {}
         health, down = [], []

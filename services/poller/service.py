@@ -185,7 +185,7 @@ class SnapshotSender:
 
     def keep(self, snapshot: dict) -> None:
         try:
-            self.pending[snapshot["instance"]] = protocol.encode("snapshot", snapshot)
+            self.pending[snapshot["instance"]] = encode_snapshot(snapshot)
         except protocol.ProtocolError as exc:  # a bug: the poller built a snapshot its own protocol refuses
             log.error("a snapshot of %s could not be encoded and was dropped: %s", snapshot["instance"], exc)
 
@@ -203,3 +203,9 @@ class SnapshotSender:
             if self.tracker_away:
                 log.info("tracker is back; delivering snapshots")
                 self.tracker_away = False
+
+
+def encode_snapshot(snapshot: dict) -> bytes:
+    """A snapshot as it is sent. normalize_record built every record field by field, and the tracker
+    checks each one on receipt: checking them here too was two thirds of encoding 10,000 records."""
+    return protocol.encode("snapshot", snapshot, check_records=False)

@@ -5,10 +5,8 @@ Pure functions over `DownloadHistory`: no sockets, no clock of their own.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from common.downloads import evidence_source
 from common.units import human_duration, human_size
 from services.tracker.history import DetectionConfig, DownloadHistory
 from services.tracker.stats import Outcome, release_group
@@ -16,9 +14,8 @@ from services.tracker.stats import Outcome, release_group
 SOON_STUCK_FRACTION = 0.75
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One download as the analysis sees it now."""
+class Finding(NamedTuple):
+    """One download as the analysis sees it now (a NamedTuple: made for every download at every ingest)."""
 
     history: DownloadHistory
     category: str | None        # "stuck", "inactive", "slow", "attention" or None
@@ -33,16 +30,16 @@ class Finding:
 
     def item(self) -> dict[str, Any]:
         """The ITEM of SPEC section 5, plus its evidence."""
-        records = self.history.records
-        size, sizeleft, downloaded, progress = self.history.measured()
-        first = records[0]
-        client = self.history.client_figures
+        history = self.history
+        first = history.first
+        size, sizeleft, downloaded, progress = history.measured()
+        client = first.client
         return {
-            "instance": self.history.instance,
-            "download_id": self.history.key,
-            "queue_ids": sorted(record["id"] for record in records),
-            "title": first["title"],
-            "status": first["status"],
+            "instance": history.instance,
+            "download_id": history.key,
+            "queue_ids": sorted(record.id for record in history.records),
+            "title": first.title,
+            "status": first.status,
             "category": self.category,
             "attention": self.attention,
             "progress": round(progress, 2),
@@ -50,20 +47,20 @@ class Finding:
             "sizeleft": sizeleft,
             "stalled_minutes": round(self.stalled_s / 60.0, 2),
             "reason": self.reason,
-            "activity": self.history.activity,
+            "activity": history.activity,
             "soon_stuck": self.soon_stuck,
-            "on_hold": self.history.on_hold,
-            "eta": first["eta"],
-            "protocol": first["protocol"],
-            "download_client": first["download_client"],
+            "on_hold": history.on_hold,
+            "eta": first.eta,
+            "protocol": first.protocol,
+            "download_client": first.download_client,
             "estimated_completion": self.completion_at,
-            "client": client,
-            "private": client["private"] if client else None,
-            "removed_before": self.history.removed_before,
-            "recurring": self.history.removed_before > 0,
-            "withheld": self.history.withheld,
+            "client": None if client is None else client.as_message(),
+            "private": None if client is None else client.private,
+            "removed_before": first.removed_before,
+            "recurring": first.removed_before > 0,
+            "withheld": history.withheld,
             "evidence": {
-                "source": evidence_source(records),
+                "source": "queue" if client is None else client.name,
                 "since": self.stalled_from,
                 "start_bytes": self.start_bytes, "end_bytes": downloaded,
                 "start_progress": round(self.start_progress, 2), "end_progress": round(progress, 2),
@@ -118,14 +115,14 @@ def _slow_reason(rate: float, sizeleft: float, config: DetectionConfig) -> str:
 
 def client_evidence(history: DownloadHistory) -> str:
     """What the download client itself says, for a reason: "; qbittorrent: stalledDL, 0 seeds, 0 peers"."""
-    client = history.client_figures
+    client = history.first.client
     if client is None:
         return ""
-    return f"; {client['name']}: {client['client_state']}, {client['seeds']} seeds, {client['peers']} peers"
+    return f"; {client.name}: {client.client_state}, {client.seeds} seeds, {client.peers} peers"
 
 
 def _recurring(history: DownloadHistory, reason: str) -> str:
-    removed_before = history.removed_before
+    removed_before = history.first.removed_before
     return f"recurring (removed {removed_before}x before): {reason}" if removed_before else reason
 
 
@@ -145,8 +142,7 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
                        attention=attention)
 
     if history.activity == "failed":
-        first = history.records[0]
-        state = first["tracked_state"] or first["status"]
+        state = history.first.tracked_state or history.first.status
         return settled("inactive", _recurring(history, f"{history.instance} marked it failed ({state})"))
     if history.error_since is not None and history.activity != "attention":
         errored = history.counted_seconds(history.error_since, now)
@@ -167,24 +163,25 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
         return settled(None, history.activity)
     since, start = stretch
     stalled = history.counted_seconds(since, now)
-    moved = downloaded - start[1]
+    moved = downloaded - start.downloaded
     if stalled >= config.threshold_s:
-        reason = _stuck_reason(stalled, moved, progress - start[2], config) + client_evidence(history)
-        return Finding(history, "stuck", False, stalled, since, start[1], start[2], _recurring(history, reason))
+        reason = _stuck_reason(stalled, moved, progress - start.progress, config) + client_evidence(history)
+        return Finding(history, "stuck", False, stalled, since, start.downloaded, start.progress,
+                       _recurring(history, reason))
     rate = history.rate(now, downloaded, config.threshold_s)
     completion = now + sizeleft / rate if rate > 0 and size > 0 else None
     active_for = history.counted_seconds(history.since, now)
     if (config.slow_eta_s > 0 and active_for >= config.threshold_s and sizeleft > 0
             and (rate <= 0 or sizeleft / rate > config.slow_eta_s)):
-        return Finding(history, "slow", False, stalled, since, start[1], start[2],
+        return Finding(history, "slow", False, stalled, since, start.downloaded, start.progress,
                        _recurring(history, _slow_reason(rate, sizeleft, config)), completion)
     soon = stalled >= SOON_STUCK_FRACTION * config.threshold_s
-    reason = (f"{_stalled_for(stalled, moved, progress - start[2])}, "
+    reason = (f"{_stalled_for(stalled, moved, progress - start.progress)}, "
               f"stuck in {_minutes(config.threshold_s - stalled)}"
               if soon else "downloading")
     if history.on_hold:
         reason = "clock held: its download client stopped all downloads at once (outage)"
-    return Finding(history, None, soon, stalled, since, start[1], start[2], reason, completion)
+    return Finding(history, None, soon, stalled, since, start.downloaded, start.progress, reason, completion)
 
 
 # Tracked states in which the *arr has the download's files and imports them.
@@ -193,7 +190,7 @@ IMPORTING_STATES = {"importPending", "importing", "imported"}
 
 def outcome(history: DownloadHistory) -> Outcome:
     """How a download's stay in the queue ended, when it leaves it (SPEC 5.1)."""
-    first = history.records[0]
+    first = history.first
     size, _, _, _ = history.measured()
     if history.removed_as is not None:
         ended, (category, automatic) = "removed", history.removed_as
@@ -201,17 +198,17 @@ def outcome(history: DownloadHistory) -> Outcome:
         category, automatic = None, False
         if history.activity == "failed":
             ended = "failed"
-        elif (history.activity == "finished" or first["tracked_state"] in IMPORTING_STATES
-              or first["status"] == "completed" and history.activity != "attention"):
+        elif (history.activity == "finished" or first.tracked_state in IMPORTING_STATES
+              or first.status == "completed" and history.activity != "attention"):
             ended = "completed"
         else:
             ended = "gone"
     return Outcome(
-        instance=history.instance, download_id=history.key, title=first["title"],
-        release_group=release_group(first["title"]), indexer=first["indexer"],
-        download_client=first["download_client"], protocol=first["protocol"], size=size,
+        instance=history.instance, download_id=history.key, title=first.title,
+        release_group=release_group(first.title), indexer=first.indexer,
+        download_client=first.download_client, protocol=first.protocol, size=size,
         first_seen=history.first_seen, last_seen=history.last_seen, outcome=ended,
         category=category, automatic=automatic, was_stuck=history.was_stuck, was_inactive=history.was_inactive,
         was_slow=history.was_slow, longest_stall_s=history.longest_stall_s,
         mean_speed_bps=history.active_bytes / history.active_s if history.active_s > 0 else None,
-        recurred=history.removed_before)
+        recurred=first.removed_before)

@@ -9,6 +9,9 @@ rounding can delay a "stuck" verdict, never invent one.
 Thinning keeps `max_points` points that always reach back over the stuck
 threshold: first points older than the history window go, then points before
 the window's anchor, then the interior point closest in time to its neighbour.
+
+These are the rules (observe, thin, holds, stall, rate); how the state is stored,
+compact and by name, is services.tracker.storage.
 """
 from __future__ import annotations
 
@@ -16,59 +19,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.downloads import CLIENT_UNREACHABLE, measure_sizes
-from common.protocol import CLIENT_FIELDS, RECORD_FIELDS
-
-# A point is (time, downloaded bytes, progress percent, activity code).
-Point = tuple  # (float, int, float, str)
+from common.downloads import measure_sizes
+from services.tracker.storage import Hold, Point, PointSeries, StoredRecord
 
 STEP_FRACTION = 0.1
-
-# Queue records are kept as tuples in RECORD_FIELDS order, their repeated words interned:
-# a dict per record would be most of the tracker's memory at 100,000 downloads.
-RECORD_KEYS = tuple(RECORD_FIELDS)
-_CLIENT = RECORD_KEYS.index("download_client")
-_SIZE, _SIZELEFT = RECORD_KEYS.index("size"), RECORD_KEYS.index("sizeleft")
-_TITLE = RECORD_KEYS.index("title")
-_INTERNED = [RECORD_KEYS.index(key) for key in
-             ("status", "tracked_status", "tracked_state", "error_message", "protocol", "download_client", "indexer")]
-# A download client's figures are kept as a tuple in CLIENT_FIELDS order too.
-CLIENT_KEYS = tuple(CLIENT_FIELDS)
-_FIGURES, _REMOVED_BEFORE = RECORD_KEYS.index("client"), RECORD_KEYS.index("removed_before")
-_CLIENT_STATE, _CLIENT_SIZE = CLIENT_KEYS.index("state"), CLIENT_KEYS.index("size")
-_CLIENT_DOWNLOADED = CLIENT_KEYS.index("downloaded")
-_CLIENT_INTERNED = [CLIENT_KEYS.index(key) for key in ("name", "kind", "state", "client_state")]
-# Fields that checkpoints written before download-client figures lack.
-RECORD_DEFAULTS = {"client": None, "removed_before": 0, "indexer": None}
-
-
-def _intern(values: list, indexes: list[int]) -> tuple:
-    for index in indexes:  # words that repeat across downloads: one copy each
-        if values[index] is not None:
-            values[index] = sys.intern(values[index])
-    return tuple(values)
-
-
-def _compact(record: dict[str, Any]) -> tuple:
-    values = [record[key] for key in RECORD_KEYS]
-    if values[_FIGURES] is not None:
-        values[_FIGURES] = _intern([values[_FIGURES][key] for key in CLIENT_KEYS], _CLIENT_INTERNED)
-    return _intern(values, _INTERNED)
-
-
-def _expand(stored: tuple) -> dict[str, Any]:
-    record = dict(zip(RECORD_KEYS, stored))
-    if record["client"] is not None:
-        record["client"] = dict(zip(CLIENT_KEYS, record["client"]))
-    return record
-
-
-def _sizes(stored: tuple) -> tuple[int, int]:
-    """common.downloads.record_sizes, read off the compact tuple."""
-    figures = stored[_FIGURES]
-    if figures is not None and figures[_CLIENT_STATE] != CLIENT_UNREACHABLE:
-        return figures[_CLIENT_SIZE], figures[_CLIENT_SIZE] - figures[_CLIENT_DOWNLOADED]
-    return stored[_SIZE], stored[_SIZELEFT]
 
 
 # What a history keeps for its outcome, in checkpoints (older checkpoints lack them: defaults).
@@ -126,9 +80,12 @@ class DownloadHistory:
     last_seen: float = 0.0             # time of the last poll that saw it: verdicts rest on evidence up to here
     verdict: str | None = None         # "stuck", "inactive", "slow", "attention", "soon_stuck" or None
     withheld: str | None = None        # why no removal may rest on the verdict now (its client is unreachable)
-    held: list = field(default_factory=list)  # [start, end|None]: time nobody saw, or an outage held the clock
-    points: list = field(default_factory=list)
-    stored: list = field(default_factory=list)  # the latest queue records of this download, compacted
+    held: tuple[Hold, ...] = ()        # time nobody saw, or an outage held the clock
+    points: PointSeries = field(default_factory=PointSeries)
+    # Its latest queue records: the first, whose title, status and the like every record shares, and the
+    # others of a season pack; most downloads have one record, and then `more` is the one empty tuple.
+    first: StoredRecord | None = None
+    more: tuple[StoredRecord, ...] = ()
     # For the outcome recorded when it leaves the queue (statistics, SPEC 5.1).
     longest_stall_s: float = 0.0       # its longest stretch without meaningful progress
     active_s: float = 0.0              # observed seconds it was active, and the bytes it gained meanwhile
@@ -142,34 +99,17 @@ class DownloadHistory:
     rose: bool = False                 # bytes rose at some observation since the tracker started
     quiet_s: float = 0.0               # observed seconds since the bytes last rose
 
-    @property
-    def records(self) -> list[dict[str, Any]]:
-        return [_expand(record) for record in self.stored]
-
-    def keep_records(self, records: list[dict[str, Any]]) -> None:
-        self.stored = [_compact(record) for record in records]
+    def keep_records(self, records: list[StoredRecord]) -> None:
+        self.first, *more = records
+        self.more = tuple(more)
 
     @property
-    def title(self) -> str:
-        return self.stored[0][_TITLE]
+    def records(self) -> tuple[StoredRecord, ...]:
+        return (self.first, *self.more)
 
     def measured(self) -> tuple[int, int, int, float]:
-        """(size, sizeleft, downloaded, progress) of the latest records, without rebuilding them."""
-        return measure_sizes([_sizes(record) for record in self.stored])
-
-    @property
-    def removed_before(self) -> int:
-        return self.stored[0][_REMOVED_BEFORE]
-
-    @property
-    def client_figures(self) -> dict[str, Any] | None:
-        """The download client's own figures (stored records never hold an unreachable mark)."""
-        figures = self.stored[0][_FIGURES]
-        return None if figures is None else dict(zip(CLIENT_KEYS, figures))
-
-    @property
-    def download_client(self) -> str | None:
-        return self.stored[0][_CLIENT]
+        """(size, sizeleft, downloaded, progress) of the latest records (common.downloads.measure)."""
+        return measure_sizes([record.sizes() for record in self.records] if self.more else [self.first.sizes()])
 
     # --- recording -------------------------------------------------------
     def observe(self, now: float, downloaded: int, progress: float, activity: str,
@@ -181,7 +121,7 @@ class DownloadHistory:
                 # Time nobody saw (a host asleep, a process down, an *arr not answering) is no evidence:
                 # the clock is held over it, as if it had not happened.
                 if not self.on_hold:
-                    self.held.append([self.last_seen, now])
+                    self.held += (Hold(self.last_seen, now),)
                 step = 0.0
             self.moved = downloaded > self.last_bytes
             self.rose = self.rose or self.moved
@@ -198,39 +138,47 @@ class DownloadHistory:
             self.error_since = self.error_since if self.error_since is not None else now
         else:
             self.error_since = None
-        if (last is None or activity != last[3]
-                or abs(downloaded - last[1]) >= config.min_bytes * STEP_FRACTION
-                or abs(progress - last[2]) >= config.min_progress * STEP_FRACTION):
-            self.points.append((now, downloaded, progress, sys.intern(activity)))
+        if (last is None or activity != last.activity
+                or abs(downloaded - last.downloaded) >= config.min_bytes * STEP_FRACTION
+                or abs(progress - last.progress) >= config.min_progress * STEP_FRACTION):
+            self.points.append(Point(now, downloaded, progress, activity))
         self._thin(now, config)
 
     def _thin(self, now: float, config: DetectionConfig) -> None:
+        points = self.points
+        if (len(points) <= config.max_points and not self.held
+                and (len(points) < 2 or points.time(1) > now - config.history_s)):
+            return  # the common case, at every poll: nothing to age out, merge or forget
         window_start = self.observed_start(now, config.threshold_s)
         horizon = min(now - config.history_s, window_start)
         anchor = self._anchor_index(window_start)
         # Points before the anchor only serve charts: age them out first.
         drop = 0
-        while drop < anchor and self.points[drop + 1][0] <= horizon:
+        while drop < anchor and points.time(drop + 1) <= horizon:
             drop += 1
-        excess = len(self.points) - drop - config.max_points
+        excess = len(points) - drop - config.max_points
         if excess > 0:
             drop += min(excess, anchor - drop)
         if drop:
-            del self.points[:drop]
+            points.delete_before(drop)
             anchor -= drop
-        while len(self.points) > config.max_points:
-            # Merge the interior point closest in time to its predecessor; never the anchor or the newest.
-            # max_points >= 2 and everything before the anchor is gone, so this range is never empty.
-            candidates = range(anchor + 1, len(self.points) - 1)
-            victim = min(candidates, key=lambda i: self.points[i][0] - self.points[i - 1][0])
-            del self.points[victim]
-        self.held = [span for span in self.held if span[1] is None or span[1] > horizon]
+        if len(points) > config.max_points:
+            times = points.times()
+            while len(times) > config.max_points:
+                # Merge the interior point closest in time to its predecessor; never the anchor or the newest.
+                # max_points >= 2 and everything before the anchor is gone, so there is always one.
+                gaps = [later - earlier for earlier, later in zip(times[anchor:-2], times[anchor + 1:-1])]
+                victim = anchor + 1 + gaps.index(min(gaps))
+                points.delete(victim)
+                del times[victim]
+        if self.held:
+            self.held = tuple(span for span in self.held if span.end is None or span.end > horizon)
 
     def _anchor_index(self, window_start: float) -> int:
         """Index of the newest point at or before window_start (0 when none is)."""
         index = 0
         for i, point in enumerate(self.points):
-            if point[0] <= window_start:
+            if point.time <= window_start:
                 index = i
             else:
                 break
@@ -238,16 +186,16 @@ class DownloadHistory:
 
     # --- the outage guard's hold on the clock -----------------------------
     def hold(self, now: float) -> None:
-        if not self.held or self.held[-1][1] is not None:
-            self.held.append([now, None])
+        if not self.on_hold:
+            self.held += (Hold(now, None),)
 
     def release(self, now: float) -> None:
-        if self.held and self.held[-1][1] is None:
-            self.held[-1][1] = now
+        if self.on_hold:
+            self.held = (*self.held[:-1], Hold(self.held[-1].start, now))
 
     @property
     def on_hold(self) -> bool:
-        return bool(self.held) and self.held[-1][1] is None
+        return bool(self.held) and self.held[-1].end is None
 
     def held_seconds(self, now: float, since: float = float("-inf")) -> float:
         return sum(max(0.0, (end if end is not None else now) - max(start, since))
@@ -255,6 +203,8 @@ class DownloadHistory:
 
     def counted_seconds(self, start: float, now: float) -> float:
         """Seconds from start to now that count towards the threshold (holds excluded)."""
+        if not self.held:  # most downloads, most of the time
+            return max(0.0, now - start)
         return max(0.0, now - start - self.held_seconds(now, since=start))
 
     def observed_start(self, now: float, seconds: float) -> float:
@@ -280,15 +230,16 @@ class DownloadHistory:
         if self.activity != "active" or self.since is None or not self.points:
             return None
         start = None
-        for point in reversed(self.points):
-            if point[0] < self.since:
+        for point in reversed(list(self.points.figures())):
+            time, then_downloaded, then_progress, _ = point
+            if time < self.since:
                 break
-            if downloaded - point[1] >= config.min_bytes or progress - point[2] >= config.min_progress:
+            if downloaded - then_downloaded >= config.min_bytes or progress - then_progress >= config.min_progress:
                 break
             start = point
         if start is None:  # it moved by a threshold since the newest point: no stretch at all
-            return now, (now, downloaded, progress, self.activity)
-        return max(start[0], self.since), start
+            return now, Point(now, downloaded, progress, self.activity)
+        return max(start[0], self.since), Point(start[0], int(start[1]), start[2], self.activity)
 
     def rate(self, now: float, downloaded: int, window_s: float) -> float:
         """Bytes per observed second over the active part of the last window_s observed seconds."""
@@ -296,32 +247,35 @@ class DownloadHistory:
             return 0.0
         since = max(self.observed_start(now, window_s), self.since)
         reference = None
-        for point in self.points:  # the newest point at or before `since`, else the first after it
-            if point[0] > since and reference is not None:
+        for time, then_downloaded, _, _ in self.points.figures():
+            # the newest point at or before `since`, else the first after it
+            if time > since and reference is not None:
                 break
-            reference = point
+            reference = (time, then_downloaded)
         if reference is None:
             return 0.0
-        counted = self.counted_seconds(max(reference[0], self.since), now)
-        return max(0.0, (downloaded - reference[1]) / counted) if counted > 0 else 0.0
+        time, then_downloaded = reference
+        counted = self.counted_seconds(max(time, self.since), now)
+        return max(0.0, (downloaded - then_downloaded) / counted) if counted > 0 else 0.0
 
     # --- checkpoint --------------------------------------------------------
     def to_state(self) -> dict:
         return {"instance": self.instance, "key": self.key, "first_seen": self.first_seen,
-                "activity": self.activity, "since": self.since,
-                "error_since": self.error_since, "held": self.held, "points": self.points,
-                "records": self.records, "last_bytes": self.last_bytes, "last_seen": self.last_seen,
+                "activity": self.activity, "since": self.since, "error_since": self.error_since,
+                "held": [list(span) for span in self.held], "points": [list(point) for point in self.points],
+                "records": [record.as_message() for record in self.records],
+                "last_bytes": self.last_bytes, "last_seen": self.last_seen,
                 **{name: getattr(self, name) for name in OUTCOME_STATE}}
 
     @classmethod
     def from_state(cls, state: dict) -> "DownloadHistory":
         history = cls(instance=sys.intern(state["instance"]), key=state["key"], first_seen=state["first_seen"],
-                      activity=state["activity"], since=state.get("since", state.get("active_since")),
-                      error_since=state["error_since"], held=state["held"],
-                      points=[tuple(point) for point in state["points"]],
+                      activity=sys.intern(state["activity"]), since=state.get("since", state.get("active_since")),
+                      error_since=state["error_since"], held=tuple(Hold(*span) for span in state["held"]),
+                      points=PointSeries(state["points"]),
                       last_bytes=state["last_bytes"], last_seen=state["last_seen"],
                       **{name: state[name] for name in OUTCOME_STATE if name in state})
-        history.keep_records([dict(RECORD_DEFAULTS, **record) for record in state["records"]])
+        history.keep_records([StoredRecord.from_message(record) for record in state["records"]])
         # Outages are not checkpointed: a clock is never held by an outage that is no longer reported.
         history.release(history.last_seen)
         return history

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Iterator
 
 import zmq
 
@@ -16,17 +17,19 @@ from common.version import ping_answer
 from services.tracker import checkpoint
 from services.tracker.history import DetectionConfig
 from services.tracker.state import InstanceConflict, Tracker
+from services.tracker.storage import receive_record
 from services.tracker.stats import StatsStore
 
 log = logging.getLogger(__name__)
 
 BIG_MESSAGE_BYTES = 1024 * 1024  # after a snapshot this big, give the freed memory back
+QUERIES_PER_TURN = 50  # queries answered in a row before ingest takes its next slice
 RETENTION_EVERY_SECONDS = 86400.0  # STATS_RETENTION_DAYS is enforced daily
 
 
 def query_handlers(tracker: Tracker, settings: Settings) -> dict:
     return {
-        "ping": lambda body: ping_answer("tracker"),
+        "ping": lambda body: dict(ping_answer("tracker"), ingesting=tracker.ingesting and dict(tracker.ingesting)),
         "log_level": set_log_level,
         "check": lambda body: tracker.check(body.get("offset", 0), body.get("limit")),
         "progress": lambda body: tracker.progress(settings.thresholds()),
@@ -53,17 +56,20 @@ def run_tracker(settings: Settings, stop: threading.Event, clock: Clock | None =
         next_retention = time.monotonic()  # at start, then daily
         log.info("tracker listening: ingest %s, queries %s", settings.tracker_ingest_endpoint,
                  settings.tracker_query_endpoint)
+        ingesting: SnapshotIngest | None = None
         try:
             while not stop.is_set():
-                ready = dict(poller.poll(200))
-                if ingest in ready:
-                    frames = ingest.recv_multipart()
-                    receive_snapshot(tracker, frames)
-                    if sum(len(frame) for frame in frames) > BIG_MESSAGE_BYTES:
-                        del frames
-                        release_memory()
+                # While a snapshot is being ingested, only look for queries: each waits at most one slice.
+                ready = dict(poller.poll(0 if ingesting else 200))
                 if queries in ready:
-                    serve_one(queries, handlers, "tracker")
+                    serve_waiting(queries, handlers)
+                if ingesting is not None:
+                    if not ingesting.step():
+                        ingesting.finish()
+                        ingesting = None
+                    continue  # no checkpoint of a half-ingested snapshot
+                if ingest in ready:
+                    ingesting = SnapshotIngest(tracker, ingest.recv_multipart())
                 if time.monotonic() >= next_checkpoint:
                     save_checkpoint(tracker, settings.tracker_state_file)
                     stats.flush()  # rows a full disk refused before
@@ -72,8 +78,19 @@ def run_tracker(settings: Settings, stop: threading.Event, clock: Clock | None =
                     stats.enforce_retention()
                     next_retention = time.monotonic() + RETENTION_EVERY_SECONDS
         finally:
+            if ingesting is not None:  # finish what was received: nothing is lost on the way out
+                while ingesting.step():
+                    pass
             save_checkpoint(tracker, settings.tracker_state_file)
             stats.close()
+
+
+def serve_waiting(queries: zmq.Socket, handlers: dict) -> None:
+    """Answer the queries already waiting, up to QUERIES_PER_TURN, so ingest still moves under load."""
+    for _ in range(QUERIES_PER_TURN):
+        serve_one(queries, handlers, "tracker")
+        if not queries.poll(0):
+            return
 
 
 def save_checkpoint(tracker: Tracker, path: str) -> bool:
@@ -87,14 +104,38 @@ def save_checkpoint(tracker: Tracker, path: str) -> bool:
         return False
 
 
-def receive_snapshot(tracker: Tracker, frames: list[bytes]) -> None:
-    """Ingest one message from the PULL socket; anything wrong with it drops that message only."""
-    try:
-        message = protocol.decode(one_frame(frames))
+class SnapshotIngest:
+    """One message from the PULL socket, decoded and ingested a slice at a time.
+
+    Anything wrong with it drops that message only.
+    """
+
+    def __init__(self, tracker: Tracker, frames: list[bytes]) -> None:
+        self.size = sum(len(frame) for frame in frames)
+        self._slices = self._ingest(tracker, frames)
+
+    @staticmethod
+    def _ingest(tracker: Tracker, frames: list[bytes]) -> Iterator[None]:
+        message = yield from protocol.decode_in_slices(one_frame(frames), receive_record=receive_record)
+        del frames[:]  # the bytes are decoded: free them before the history grows
         if message.type != "snapshot":
             raise protocol.ProtocolError(f"expected a snapshot, got {message.type!r}")
-        tracker.ingest(message.body)
-    except (protocol.ProtocolError, InstanceConflict) as exc:
-        log.warning("ingest rejected a message: %s", exc)
-    except Exception:
-        log.exception("ingest failed on a snapshot; it was dropped and the tracker goes on")
+        yield from tracker.ingest_in_slices(message.body)
+
+    def step(self) -> bool:
+        """Ingest one more slice; False once the message is ingested or dropped."""
+        try:
+            next(self._slices)
+            return True
+        except StopIteration:
+            return False
+        except (protocol.ProtocolError, InstanceConflict) as exc:
+            log.warning("ingest rejected a message: %s", exc)
+        except Exception:
+            log.exception("ingest failed on a snapshot; it was dropped and the tracker goes on")
+        return False
+
+    def finish(self) -> None:
+        if self.size > BIG_MESSAGE_BYTES:
+            release_memory()  # give the freed memory of a big snapshot back
+

@@ -14,14 +14,18 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from common.clock import Clock
-from common.downloads import UNKNOWN_STATUS, classify_download, download_key, measure, unreachable_client
+from common.downloads import download_activity
 from services.tracker.analysis import Finding, examine, outcome
 from services.tracker.stats import StatsStore
 from services.tracker.history import DetectionConfig, DownloadHistory
+from services.tracker.storage import ReceivedRecord, receive_record
 
 OUTAGE_MIN_DOWNLOADS = 3
 STALE_FACTOR = 2  # no snapshot for twice the time its poller announced: the poller is gone
 STALE_SLACK_SECONDS = 1.0
+# Downloads observed and judged between two yields of Tracker.ingest_in_slices: about a millisecond.
+INGEST_SLICE_DOWNLOADS = 50
+GROUPED_PER_DOWNLOAD = 20  # grouping records by download costs about a twentieth of observing one
 
 
 def category_for_stats(category: str) -> str:
@@ -73,6 +77,7 @@ class Tracker:
         self.outages: dict[tuple[str, str], Outage] = {}  # (instance, download client) -> its outage
         self.download_clients: dict[str, dict[str, Any]] = {}  # name -> its latest health, as a poller saw it
         self.observed_until = 0.0  # the latest observation: a clock that steps back counts no time
+        self.ingesting: dict[str, Any] | None = None  # the snapshot being ingested in slices, and how far
 
     def observation_time(self) -> float:
         """Now, never earlier than the latest observation (verdicts need time to run forwards)."""
@@ -81,6 +86,21 @@ class Tracker:
 
     # --- ingest ------------------------------------------------------------
     def ingest(self, snapshot: dict[str, Any]) -> None:
+        """One snapshot body whose records are protocol maps."""
+        records = snapshot["records"]
+        received = None if records is None else [receive_record(record) for record in records]
+        for _ in self.ingest_in_slices(dict(snapshot, records=received)):
+            pass
+
+    def ingest_in_slices(self, snapshot: dict[str, Any], every: int = INGEST_SLICE_DOWNLOADS) -> Iterator[None]:
+        """ingest() of a snapshot whose records were received as they were decoded (storage.receive_record),
+        as a generator that yields after every `every` downloads.
+
+        The tracker's loop answers queries between slices, so none waits for a whole large
+        snapshot. Each download is observed and judged within one slice, and the instance's
+        set of downloads is replaced only at the end: a query between slices sees every
+        download either as it was or as it is now, never half-updated.
+        """
         name = sys.intern(snapshot["instance"])
         poller = snapshot["poller"]
         instance = self.instances.setdefault(name, InstanceState(name, snapshot["kind"]))
@@ -98,9 +118,11 @@ class Tracker:
         if snapshot["records"] is None:
             return  # an unhealthy poll says nothing about the queue: keep every history
         now = self.observation_time()
-        grouped: dict[str, list[dict]] = defaultdict(list)
-        for record in snapshot["records"]:
-            grouped[download_key(record)].append(record)
+        grouped: dict[str, list[ReceivedRecord]] = defaultdict(list)
+        for index, record in enumerate(snapshot["records"]):
+            grouped[record.key].append(record)
+            if index % (GROUPED_PER_DOWNLOAD * every) == 0:
+                yield
         instance.records = len(snapshot["records"])
         previous = self.downloads.get(name, {})
         for notice in snapshot.get("removals") or ():  # what discarr removed: its outcome is "removed"
@@ -109,34 +131,48 @@ class Tracker:
                 history.removed_as = [category_for_stats(notice["category"]), notice["requested_by"] == "auto"]
         current: dict[str, DownloadHistory] = {}
         observed: list[DownloadHistory] = []
-        for key, records in grouped.items():
-            history = previous.get(key)
-            if any(record["status"] == UNKNOWN_STATUS for record in records):
-                if history is not None:  # the *arr left its status out: keep what we knew
+        self.ingesting = {"instance": name, "downloads": len(grouped), "done": 0}
+        try:
+            for done, (key, records) in enumerate(grouped.items(), 1):
+                history = previous.get(key)
+                unreachable = records[0].unreachable
+                if any(record.unknown for record in records):
+                    pass  # the *arr left its status out: keep what we knew
+                elif unreachable is not None:
+                    if history is not None:  # no evidence either way: keep what we knew, remove nothing
+                        history.withheld = (f"download client {unreachable} cannot be reached: "
+                                            "nothing is removed until it answers")
+                else:
+                    history = self._observe(name, key, history, records, now)
+                    observed.append(history)
+                    self.judge([history])
+                if history is not None:
                     current[key] = history
-                continue
-            unreachable = unreachable_client(records)
-            if unreachable is not None:
-                if history is not None:  # no evidence either way: keep what we knew, remove nothing
-                    history.withheld = (f"download client {unreachable} cannot be reached: "
-                                        "nothing is removed until it answers")
-                    current[key] = history
-                continue
-            history = history or DownloadHistory(instance=name, key=key, first_seen=now)
-            history.withheld = None
-            history.keep_records(records)
-            _, _, downloaded, progress = measure(records)
-            tracked_error = any(record["tracked_status"] == "error" for record in records)
-            history.observe(now, downloaded, progress, classify_download(records), tracked_error, self.config)
-            current[key] = history
-            observed.append(history)
+                if done % every == 0:
+                    self.ingesting["done"] = done
+                    yield
+        finally:
+            self.ingesting = None
         if snapshot.get("complete", True):
             self.downloads[name] = current  # downloads that left the queue leave the tracker
             self._record_outcomes([history for key, history in previous.items() if key not in current])
         else:  # an incomplete read of the queue: what was not read is kept, not dropped
             self.downloads[name] = {**previous, **current}
-        self._guard_outages(name, observed, now)
-        self.judge(current.values())
+        # A hold taken or released at `now` changes no verdict judged at `now`; a release on a
+        # download not observed now may, so those are judged again.
+        self.judge(self._guard_outages(name, observed, now))
+
+    def _observe(self, instance: str, key: str, history: DownloadHistory | None, records: list[ReceivedRecord],
+                 now: float) -> DownloadHistory:
+        """One download's history, updated with its records at `now`."""
+        history = history or DownloadHistory(instance=instance, key=key, first_seen=now)
+        history.withheld = None
+        history.keep_records([record.stored for record in records])
+        _, _, downloaded, progress = history.measured()
+        activity = download_activity({record.activity for record in records})
+        tracked_error = any(record.tracked_error for record in records)
+        history.observe(now, downloaded, progress, activity, tracked_error, self.config)
+        return history
 
     def judge(self, histories: Iterable[DownloadHistory]) -> None:
         """Settle each verdict now, at ingest: a verdict rests on observations only, and
@@ -168,16 +204,19 @@ class Tracker:
         return {"since": datetime.fromtimestamp(since, timezone.utc).isoformat(), "by": by, "days": days,
                 "rows": self.stats.stats(since, by)}
 
-    def _guard_outages(self, instance: str, observed: list[DownloadHistory], now: float) -> None:
+    def _guard_outages(self, instance: str, observed: list[DownloadHistory],
+                       now: float) -> list[DownloadHistory]:
         """Hold the clocks of a download client whose active downloads all stopped moving together.
 
         "Stopped" is judged over a window (`DetectionConfig.stop_window_s`), never a single poll:
-        the *arrs refresh their figures only about once a minute.
+        the *arrs refresh their figures only about once a minute. Returns the downloads whose
+        clocks it released (those it holds were all observed at `now`).
         """
+        released: list[DownloadHistory] = []
         by_client: dict[str, list[DownloadHistory]] = defaultdict(list)
         for history in observed:
             if history.activity == "active":
-                by_client[history.download_client or "unknown"].append(history)
+                by_client[history.first.download_client or "unknown"].append(history)
         histories = self.downloads.get(instance, {})
         for (name, client), outage in list(self.outages.items()):
             if name != instance:
@@ -187,9 +226,10 @@ class Tracker:
             for key in left:  # unavailable, paused, gone, or no longer observed: no longer held
                 if key in histories:
                     histories[key].release(now)
+                    released.append(histories[key])
             outage.held -= left
             if not outage.held or any(history.moved for history in group):
-                self._end_outage(instance, client, now)
+                released += self._end_outage(instance, client, now)
                 continue
             for history in group:  # a download that joined the client meanwhile is held too
                 history.hold(now)
@@ -203,14 +243,16 @@ class Tracker:
                 for history in group:
                     history.hold(now)
                 self.outages[(instance, client)] = Outage(now, {history.key for history in group})
+        return released
 
-    def _end_outage(self, instance: str, client: str, now: float) -> None:
-        """An outage ends, and every clock it held is released."""
+    def _end_outage(self, instance: str, client: str, now: float) -> list[DownloadHistory]:
+        """An outage ends, and every clock it held is released; returns those downloads."""
         outage = self.outages.pop((instance, client))
         histories = self.downloads.get(instance, {})
-        for key in outage.held:
-            if key in histories:
-                histories[key].release(now)
+        released = [histories[key] for key in outage.held if key in histories]
+        for history in released:
+            history.release(now)
+        return released
 
     # --- queries -------------------------------------------------------------
     def histories(self) -> Iterator[DownloadHistory]:
@@ -250,7 +292,7 @@ class Tracker:
     def check(self, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
         """The queue as the tracker sees it: `limit` downloads from `offset` (every one without a limit),
         in a stable order (instance, title, download id), and `tracked`, how many there are in all."""
-        histories = sorted(self.histories(), key=lambda h: (h.instance, h.title, h.key))
+        histories = sorted(self.histories(), key=lambda h: (h.instance, h.first.title, h.key))
         page = histories[max(0, offset):] if limit is None else histories[max(0, offset):max(0, offset) + limit]
         return {"instances": self.instance_report(), "download_clients": self.client_report(),
                 "outages": self.outage_report(), "downloads": [examine(h, self.config).item() for h in page],
@@ -295,6 +337,6 @@ class Tracker:
         history = self.downloads.get(instance, {}).get(key)
         if history is None:
             raise LookupError(f"no download {key!r} is tracked on {instance!r}")
-        return {"instance": instance, "download_id": key, "title": history.title,
-                "points": [{"t": p[0], "bytes": p[1], "progress": p[2], "activity": p[3]}
+        return {"instance": instance, "download_id": key, "title": history.first.title,
+                "points": [{"t": p.time, "bytes": p.downloaded, "progress": p.progress, "activity": p.activity}
                            for p in history.points]}
