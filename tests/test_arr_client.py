@@ -1,4 +1,8 @@
 """The poller's HTTP client against simarr over real HTTP: paging, sizes, faults, removal."""
+import codecs
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from common.clock import ManualClock
@@ -144,3 +148,37 @@ def test_a_record_without_size_is_read_with_size_0(simarr):
                          "trackedDownloadState": "downloading", "downloadId": "ABC"}])
     [record], complete = client_for(server, "/sonarr").fetch_queue()
     assert complete and (record["status"], record["size"], record["sizeleft"]) == ("queued", 0, 0)
+
+
+QUEUE_PAGE = (b'{"page": 1, "pageSize": 1000, "totalRecords": 1, "records": [{"id": 7, "title": "Odd.Release", '
+              b'"status": "downloading", "downloadId": "ABC", "size": %s, "sizeleft": 0}]}')
+
+
+@pytest.mark.parametrize("body, size", [
+    (QUEUE_PAGE % b"1000", 1000),
+    (codecs.BOM_UTF8 + QUEUE_PAGE % b"1000", 1000),  # a byte-order mark before the JSON
+    # Not JSON by the standard, or not a size, but what a lying server may send: read as size 0.
+    (QUEUE_PAGE % b"NaN", 0),
+    (QUEUE_PAGE % b"Infinity", 0),
+    (QUEUE_PAGE % b"123456789012345678901234567890", 0),  # beyond 64 bits: msgpack could not carry it
+])
+def test_queue_json_is_read_however_odd_a_server_writes_it(body, size):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = ArrClient(InstanceConfig("sonarr", "sonarr", f"http://127.0.0.1:{server.server_address[1]}",
+                                          "good"), 2.0)
+        records, complete = client.fetch_queue()
+    finally:
+        server.shutdown()
+    assert complete and [(r["title"], r["size"]) for r in records] == [("Odd.Release", size)]

@@ -6,16 +6,23 @@ copes, so the tracker can trust every field's type.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from common.downloads import UNKNOWN_STATUS
 
+MAX_BYTES = 2 ** 63 - 1  # the largest integer msgpack carries
+
 
 def _bytes(value: Any) -> int:
-    """A size as sent by the *arr (int, decimal or missing) in whole bytes."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    """A size as sent by the *arr (int, decimal or missing) in whole bytes; 0 for what is not a size
+    (NaN, infinity, beyond what msgpack carries)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0
-    return max(0, int(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0
+    size = max(0, int(value))
+    return size if size <= MAX_BYTES else 0
 
 
 def _text(value: Any) -> str | None:
