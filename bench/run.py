@@ -54,7 +54,7 @@ from common import protocol  # noqa: E402
 from common.clock import ManualClock, SystemClock  # noqa: E402
 from common.settings import UNKNOWN_ITEMS_FLAG, DownloadClientConfig, InstanceConfig  # noqa: E402
 from common.sockets import RequestClient, make_socket  # noqa: E402
-from services.poller.arr_client import PAGE_SIZE, SORT_KEY, ArrClient  # noqa: E402
+from services.poller.arr_client import PAGE_SIZE, SORT_KEY, ArrClient, parse_json  # noqa: E402
 from services.poller.audit import AuditLog  # noqa: E402
 from services.poller.download_clients import DownloadClients  # noqa: E402
 from services.poller.normalize import normalize_record  # noqa: E402
@@ -192,7 +192,8 @@ def poll_cycle(port: int, workdir: Path) -> dict[str, float]:
     floor, responses = timed(receive)
     cycle_s, _ = timed(cycle)
     # Each part on its own, on the pages the floor received.
-    parse, raw_queues = timed(lambda: {kind: [raw for response in pages for raw in response.json()["records"]]
+    parse, raw_queues = timed(lambda: {kind: [raw for response in pages
+                                              for raw in parse_json(response.content)["records"]]
                                        for kind, pages in responses.items()})
     normalise, queues = timed(lambda: {kind: [normalize_record(raw) for raw in raw_records]
                                        for kind, raw_records in raw_queues.items()})
