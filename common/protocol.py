@@ -183,16 +183,12 @@ def encode(message_type: str, body: dict[str, Any] | None = None, *, check_recor
 
 def decode(data: bytes) -> Message:
     """Unpack and check one message; any fault raises ProtocolError."""
-    _check_size(data)
-    unpacker = _unpacker(data)
-    try:
-        envelope = unpacker.unpack()
-    except Exception as exc:  # msgpack raises several unrelated types, OutOfData when truncated
-        raise ProtocolError(f"not a msgpack message ({type(exc).__name__})") from None
-    _check_end(unpacker, data)
-    message_type, body = _envelope_parts(envelope)
-    validate(message_type, body)
-    return Message(message_type, body)
+    steps = decode_in_slices(data)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def decode_in_slices(data: bytes, every: int = DECODE_SLICE_RECORDS, *,
