@@ -1,5 +1,6 @@
 # One image for every discarr process: `docker run IMAGE poller|tracker|bot|doctor|...`
-# (compose.yaml runs one container per process). The entrypoint is the `discarr` command.
+# (compose.yaml runs one container per process, compose.demo.yaml the demo with simarr). The
+# entrypoint is the `discarr` command.
 #
 #   docker build -t discarr .
 #   docker build --build-arg BASE_IMAGE=python:3.12-slim -t discarr .
@@ -34,8 +35,8 @@ WORKDIR /data
 USER discarr
 
 # No HEALTHCHECK: the one image runs three different processes (and one-off commands such as
-# `doctor`), so no single probe fits them all; `docker compose run --rm bot doctor` checks the
-# whole installation, and every process exits non-zero when it cannot go on, so its restart
-# policy restarts it.
+# `doctor`), so no single probe fits them all; `docker compose run --rm poller doctor` checks the
+# whole installation (from the poller's container, which can reach *arrs on the Docker host), and
+# every process exits non-zero when it cannot go on, so its restart policy restarts it.
 ENTRYPOINT ["discarr"]
 CMD ["--help"]

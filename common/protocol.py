@@ -177,8 +177,10 @@ def encode(message_type: str, body: dict[str, Any] | None = None, *, check_recor
     that built each one field by field (services.poller.normalize); the receiver checks them all."""
     body = {} if body is None else body
     validate(message_type, body, check_records=check_records)
-    return msgpack.packb({"v": PROTOCOL_VERSION, "type": message_type, "body": body},
-                         use_bin_type=True)
+    try:
+        return msgpack.packb({"v": PROTOCOL_VERSION, "type": message_type, "body": body}, use_bin_type=True)
+    except (OverflowError, TypeError, ValueError) as exc:  # an integer beyond 64 bits, a value msgpack cannot carry
+        raise ProtocolError(f"{message_type}: cannot be packed ({exc})") from None
 
 
 def decode(data: bytes) -> Message:

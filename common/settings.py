@@ -6,6 +6,7 @@ the CLI prints it and exits, never a traceback. Secrets are never echoed.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -120,6 +121,7 @@ class Settings:
     stats_db: str = "data/discarr.sqlite3"
     stats_retention_days: float = 365.0
     simarr_port: int = 8989
+    simarr_host: str = "127.0.0.1"  # where simarr listens; beyond loopback it serves any host name (cli.simarr)
     log_level: str = "INFO"
 
     @property
@@ -129,6 +131,18 @@ class Settings:
     @property
     def stuck_threshold_seconds(self) -> float:
         return self.stuck_threshold_minutes * 60.0
+
+    @property
+    def removal_wait_seconds(self) -> float:
+        """How long a sender waits for a poller's answer to a removal request: the poller's own budget
+        (REMOVAL_TIMEOUT_SECONDS, its DELETEs included) and the time the messages take."""
+        return self.removal_timeout_seconds + self.request_timeout_seconds
+
+    @property
+    def removal_effect_seconds(self) -> float:
+        """How long after a removal request its DELETEs may still take effect: the request's own time,
+        then an *arr that did not answer may still carry a DELETE out (SPEC section 4)."""
+        return self.removal_wait_seconds + self.removal_timeout_seconds
 
     @property
     def effective_check_interval(self) -> float:
@@ -219,6 +233,18 @@ def _url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
+def _listen_host(name: str, value: str) -> str:
+    """An address to bind: IPv4 (simarr's HTTP server is IPv4 only) or a host name; no scheme, no port."""
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        pass
+    label = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    if re.fullmatch(rf"{label}(\.{label})*", value) and not value.replace(".", "").isdigit():
+        return value
+    raise _bad(name, value, "expected an IPv4 address or a host name to listen on, such as 127.0.0.1 or 0.0.0.0")
+
+
 def _cleanup_private(name: str, value: str) -> str:
     choice = value.strip().lower()
     if choice not in CLEANUP_PRIVATE_CHOICES:
@@ -286,6 +312,7 @@ _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "STATS_DB": ("stats_db", lambda n, v: v),
     "STATS_RETENTION_DAYS": ("stats_retention_days", _positive),
     "SIMARR_PORT": ("simarr_port", _port),
+    "SIMARR_HOST": ("simarr_host", _listen_host),
     "LOG_LEVEL": ("log_level", _log_level),
 }
 

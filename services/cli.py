@@ -45,7 +45,7 @@ def _ask(settings: Settings, service: str, message_type: str, body: dict[str, An
     """One request to the tracker or a poller; no answer or an error reply exits 1 naming it."""
     default_endpoint, timeout = {
         "tracker": (settings.tracker_query_endpoint, settings.request_timeout_seconds),
-        "poller": (settings.poller_endpoint_for_clients, settings.removal_timeout_seconds),
+        "poller": (settings.poller_endpoint_for_clients, settings.removal_wait_seconds),
     }[service]
     endpoint = endpoint or default_endpoint
     try:
@@ -145,7 +145,11 @@ def simarr(scenario: str, speed: float, downloads_from: str | None, refresh_seco
     """Run the Sonarr/Radarr simulator for every configured instance at SIMARR_PORT.
 
     An instance whose URL is http://127.0.0.1:SIMARR_PORT/sonarr is served at
-    the URL base /sonarr with its configured API key and kind.
+    the URL base /sonarr with its configured API key and kind. simarr listens
+    on SIMARR_HOST (default 127.0.0.1). On loopback it serves only URLs at
+    127.0.0.1 or localhost, so a real *arr elsewhere on that port is never
+    simulated; listening beyond loopback (0.0.0.0 in a container) it serves
+    every instance whose URL port is SIMARR_PORT, whatever its host name.
     """
     from common.clock import SystemClock
     from services.simarr.scenarios import build_instances
@@ -153,14 +157,25 @@ def simarr(scenario: str, speed: float, downloads_from: str | None, refresh_seco
     from services.simarr.torrent_source import mirror_torrents
 
     def body(settings: Settings) -> None:
-        specs = []
+        host, port = settings.simarr_host, settings.simarr_port
+        # Beyond loopback the URL's host is whatever name others reach simarr by (a compose service
+        # name), which simarr cannot check: the port alone says the instance is its own.
+        local_only = host == "localhost" or host.startswith("127.")
+        specs, elsewhere = [], []
         for instance in settings.instances:
             parts = urlsplit(instance.url)
-            if parts.hostname in ("127.0.0.1", "localhost") and parts.port == settings.simarr_port:
-                specs.append((instance.name, instance.kind, parts.path.rstrip("/"), instance.api_key))
+            if parts.port != port:
+                continue
+            if local_only and parts.hostname not in ("127.0.0.1", "localhost"):
+                elsewhere.append(instance.name)
+                continue
+            specs.append((instance.name, instance.kind, parts.path.rstrip("/"), instance.api_key))
         if not specs:
-            click.echo(f"discarr simarr: no configured instance has a URL at 127.0.0.1:{settings.simarr_port} "
-                       "(set e.g. SONARR_URL=http://127.0.0.1:8989/sonarr and SONARR_API_KEY)", err=True)
+            where = f"127.0.0.1:{port} or localhost:{port}" if local_only else f"port {port}"
+            hint = (f"{', '.join(elsewhere)} at another host name is served only when SIMARR_HOST is not loopback, "
+                    "e.g. SIMARR_HOST=0.0.0.0 in a container" if elsewhere
+                    else f"set e.g. SONARR_URL=http://127.0.0.1:{port}/sonarr and SONARR_API_KEY")
+            click.echo(f"discarr simarr: no configured instance has a URL at {where} ({hint})", err=True)
             sys.exit(2)
         instances = build_instances(specs, scenario, SystemClock(), speed)
         if downloads_from is not None:
@@ -185,10 +200,14 @@ def simarr(scenario: str, speed: float, downloads_from: str | None, refresh_seco
             except (OSError, ValueError) as exc:
                 click.echo(f"discarr simarr: --frozen {option}: {exc}", err=True)
                 sys.exit(2)
-        server = SimarrServer(instances, port=settings.simarr_port)
+        try:
+            server = SimarrServer(instances, host=host, port=port)
+        except OSError as exc:  # the port is taken, or SIMARR_HOST is no address of this machine
+            click.echo(f"discarr simarr: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+            sys.exit(1)
         stop = stop_event_on_signals()
         server.start_background()
-        click.echo(f"simarr serving {', '.join(s[0] for s in specs)} on port {server.port}", err=True)
+        click.echo(f"simarr serving {', '.join(s[0] for s in specs)} on {host}:{server.port}", err=True)
         stop.wait()
         server.shutdown()
     _run_process("simarr", body)
@@ -294,7 +313,7 @@ def stats(days: float, by: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, include_slow: bool, as_json: bool) -> None:
     """Remove stuck and inactive downloads, after a preview and a confirmation."""
-    from services.bot.board import kept_for_now
+    from services.bot.board import kept_for_now, removal_consequences
     from services.bot.terminal import items_table, make_console
     settings = _settings()
     if not (dry_run or yes or sys.stdin.isatty()):
@@ -306,6 +325,11 @@ def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, include_slow
     console = make_console()
     if not as_json:
         console.print(items_table("Would be removed", candidates))
+        if candidates:
+            console.print(removal_consequences(candidates, blocklist=settings.cleanup_blocklist,
+                                               keep_private=settings.cleanup_private == "keep")
+                          + (" Dry run: the poller checks each one again and removes nothing." if dry_run else
+                             " The poller checks every download again before removing it."))
         for title, items in kept_for_now(analysis, include_import_blocked, include_slow):
             console.print(items_table(title, items))
     if candidates and not (dry_run or yes):
@@ -336,7 +360,7 @@ def _remove(settings: Settings, analysis: dict, **request: bool) -> list[dict]:
     results = []
     for endpoint, body in requests.items():
         try:  # a poller that does not answer fails its own downloads, never the others' results
-            with RequestClient("poller", endpoint, settings.removal_timeout_seconds, retries=0,
+            with RequestClient("poller", endpoint, settings.removal_wait_seconds, retries=0,
                                curve=settings.curve) as client:
                 results.extend(client.request("remove", body)["results"])
         except (ServiceUnavailable, ServiceError) as exc:

@@ -9,6 +9,7 @@ from common.clock import ManualClock
 from common.settings import InstanceConfig
 from services.poller.arr_client import ArrClient, ArrError
 from services.simarr.model import SimInstance
+from services.simarr import server as server_module
 from services.simarr.server import SimarrServer
 
 GB = 1024 ** 3
@@ -77,26 +78,45 @@ def test_a_wrong_key_is_never_in_the_reason(simarr):
     assert "secret-key-xyz" not in raised.value.reason
 
 
-def test_removal_falls_back_to_one_by_one_when_bulk_answers_404(simarr):
+def test_a_bulk_removal_refused_for_a_gone_record_is_not_sent_again_one_by_one(simarr):
     server, sonarr, _ = simarr
     pack = sonarr.add_download(title="Show.S01", size=GB, state="stalled", episodes=3)
-    # One id that is no longer there: bulk is all-or-404, so the client goes one by one.
+    # One id that is no longer there: bulk is all-or-404 and removes nothing; naming the others again
+    # one by one would name them in a second DELETE (SPEC section 4). The next cleanup reads the queue again.
     removed, answer = client_for(server, "/sonarr").remove(pack["queue_ids"] + [999], remove_from_client=True,
-                                                         blocklist=False, skip_redownload=False)
-    assert removed is True
-    assert "DELETE queue/bulk: HTTP 404" in answer
+                                                         blocklist=False, skip_redownload=False, timeout=5)
+    assert removed is False and "HTTP 404" in answer and "nothing was removed" in answer
+    assert len(sonarr.downloads()) == 1
+    assert [r["path"] for r in sonarr.requests() if r["method"] == "DELETE"] == ["/api/v3/queue/bulk"]
+
+
+def test_a_server_without_the_bulk_endpoint_is_asked_one_by_one(simarr, monkeypatch):
+    server, sonarr, _ = simarr
+    pack = sonarr.add_download(title="Show.S01", size=GB, state="stalled", episodes=2)
+    monkeypatch.setattr(server_module, "_endpoint", no_bulk_endpoint(server_module._endpoint))
+    removed, answer = client_for(server, "/sonarr").remove(pack["queue_ids"], remove_from_client=True,
+                                                         blocklist=False, skip_redownload=False, timeout=5)
+    assert removed is True and "HTTP 405; one by one" in answer
     assert sonarr.downloads() == []
     deletes = [r for r in sonarr.requests() if r["method"] == "DELETE"]
-    assert deletes[0]["path"] == "/api/v3/queue/bulk"
-    assert deletes[1]["path"] == f"/api/v3/queue/{pack['queue_ids'][0]}"
+    assert [r["path"] for r in deletes[1:]] == [f"/api/v3/queue/{queue_id}" for queue_id in pack["queue_ids"]]
     assert deletes[1]["query"] == {"removeFromClient": "true", "blocklist": "false", "skipRedownload": "false"}
+
+
+def no_bulk_endpoint(endpoint):
+    """simarr as an old server that has no queue/bulk: 405."""
+    def answer(instance, method, route, params, body):
+        if method == "DELETE" and route == ["queue", "bulk"]:
+            return server_module.Reply(405)
+        return endpoint(instance, method, route, params, body)
+    return answer
 
 
 def test_removing_what_is_already_gone_removes_nothing(simarr):
     server, _, _ = simarr
     removed, answer = client_for(server, "/sonarr").remove([123, 456], remove_from_client=True, blocklist=True,
-                                                      skip_redownload=False)
-    assert removed is False and "123: HTTP 404" in answer
+                                                      skip_redownload=False, timeout=5)
+    assert removed is False and "HTTP 404" in answer
 
 
 @pytest.mark.parametrize("kind, flag", [("sonarr", "includeUnknownSeriesItems"), ("radarr", "includeUnknownMovieItems"),

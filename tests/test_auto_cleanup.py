@@ -129,7 +129,7 @@ def test_a_bot_restarted_between_two_confirmations_carries_the_count_and_removes
 
     def confirmations():
         data = json.loads(state.read_text()) if state.exists() else {}
-        return sum((data.get("auto_cleanup") or {}).get("confirmations", {}).values())
+        return sum(found["count"] for found in (data.get("auto_cleanup") or {}).get("confirmations", {}).values())
     wait_until(lambda: confirmations() == 1, 40, "a first confirmation")
     auto.stop("bot", signal.SIGKILL)
     auto.start("bot")
@@ -138,3 +138,33 @@ def test_a_bot_restarted_between_two_confirmations_carries_the_count_and_removes
     assert len(deletes(auto)) == 1
     counted = [line for line in audit(auto) if line["result"] == "removed"]
     assert len(counted) == 1
+
+
+def test_a_vpn_drop_on_a_client_shared_by_sonarr_and_radarr_removes_nothing(deployment):
+    # The usual home setup: a Sonarr and a Radarr on one qBittorrent, two downloads each. The VPN drops and
+    # all four stop at once: one outage of four (not two of two), held, and released when they move again.
+    deployment.simulate("sonarr", "radarr")
+    deployment.env.update({"STUCK_THRESHOLD_MINUTES": "0.1", "MIN_SIZE_CHANGE": str(MB), "CHECK_INTERVAL": "1",
+                           "AUTO_CLEANUP": "stuck", "AUTO_CLEANUP_CONFIRMATIONS": "2", "ARR_REFRESH_SECONDS": "0.5",
+                           "BOT_STATE_FILE": str(deployment.workdir / "data" / "bot.json")})
+    deployment.start("simarr", "--scenario", "empty")
+    movers = {kind: [deployment.control(kind, "POST", "downloads",
+                                        {"title": f"Mover.{kind}.{n}", "size": 500 * GB, "rate": (n + 2) * MB})
+                     for n in (1, 2)] for kind in ("sonarr", "radarr")}
+    start_all(deployment)
+    time.sleep(2)
+    for kind, downloads in movers.items():
+        for mover in downloads:
+            deployment.control(kind, "POST", f"downloads/{mover['download_id']}", {"state": "stalled"})
+    wait_until(lambda: "automatic cleanup holds" in bot_log(deployment), 30, "the shared client's outage to hold")
+    time.sleep(3 * 6)  # three thresholds: every one of them would be stuck twice over
+    assert deletes(deployment) == [] and [d for d in deployment.control("radarr", "GET", "requests")
+                                          if d["method"] == "DELETE"] == []
+    assert bot_log(deployment).count("automatic cleanup holds") == 1  # one warning, naming both instances
+    outages = deployment.cli_json("progress")["outages"]
+    assert sorted(o["instance"] for o in outages) == ["radarr", "sonarr"]
+    for kind, downloads in movers.items():  # the VPN is back
+        for mover in downloads:
+            deployment.control(kind, "POST", f"downloads/{mover['download_id']}", {"state": "downloading", "rate": 5 * MB})
+    wait_until(lambda: "automatic cleanup no longer holds" in bot_log(deployment), 30, "the hold to be released")
+    assert [line for line in audit(deployment) if line["result"] == "removed"] == []

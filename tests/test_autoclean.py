@@ -4,13 +4,14 @@ import json
 
 import pytest
 
-from services.bot.autoclean import (HOUR, Announcement, AutoConfig, AutoState, category_of, plan,
-                                    record_results)
+from services.bot.autoclean import (Announcement, AutoConfig, AutoState, category_of, plan,
+                                    record_requested)
 from services.bot.embeds import auto_cleanup_embeds
 from tests.test_bot_fakes import measure
 
 T0 = 1_700_000_000.0
-STUCK = AutoConfig(frozenset({"stuck"}), confirmations=2, max_per_hour=10)
+INTERVAL = 300
+STUCK = AutoConfig(frozenset({"stuck"}), confirmations=2, max_per_hour=10, interval=INTERVAL)
 
 
 def item(number, instance="sonarr", category="stuck", **extra):
@@ -22,11 +23,21 @@ def item(number, instance="sonarr", category="stuck", **extra):
 def check(active=30, instances=("sonarr",), unhealthy=(), outages=(), clients=()):
     return {"instances": [{"name": name, "healthy": name not in unhealthy,
                            "state": "unreachable" if name in unhealthy else "ok",
-                           "error": "cannot connect" if name in unhealthy else None} for name in instances],
+                           "error": "cannot connect" if name in unhealthy else None, "poller": "poller"}
+                          for name in instances],
             "download_clients": list(clients),
             "outages": [{"instance": name, "download_client": "qBittorrent", "since": T0, "downloads": []}
                         for name in outages],
             "downloads": [{"instance": name, "activity": "active"} for name in instances for _ in range(active)]}
+
+
+def decide(config, state, candidates, seen, now):
+    """plan() after a board refresh at `now` whose snapshots of every candidate are a poll old."""
+    return plan(config, state, {"candidates": [dict(c, observed_at=now - 1) for c in candidates]}, seen, now)
+
+
+def ids(items):
+    return [i["download_id"] for i in items]
 
 
 def removed(items):
@@ -34,26 +45,25 @@ def removed(items):
 
 
 def test_a_candidate_is_removed_only_after_its_confirmations():
-    state, analysis = AutoState(), {"candidates": [item(1)]}
-    first = plan(STUCK, state, analysis, check(), T0)
-    assert first.remove == [] and first.counting == [item(1)]
-    second = plan(STUCK, first.state, analysis, check(), T0 + 300)
-    assert second.remove == [item(1)]
+    first = decide(STUCK, AutoState(), [item(1)], check(), T0)
+    assert first.remove == [] and ids(first.counting) == ["D1"]
+    second = decide(STUCK, first.state, [item(1)], check(), T0 + INTERVAL)
+    assert ids(second.remove) == ["D1"]
 
 
 def test_confirmations_must_be_consecutive():
-    first = plan(STUCK, AutoState(), {"candidates": [item(1)]}, check(), T0)
-    gone = plan(STUCK, first.state, {"candidates": []}, check(), T0 + 300)  # it moved: no longer a candidate
-    again = plan(STUCK, gone.state, {"candidates": [item(1)]}, check(), T0 + 600)
-    assert again.remove == [] and again.state.confirmations == {"sonarr/D1": 1}
+    first = decide(STUCK, AutoState(), [item(1)], check(), T0)
+    gone = decide(STUCK, first.state, [], check(), T0 + INTERVAL)  # it moved: no longer a candidate
+    again = decide(STUCK, gone.state, [item(1)], check(), T0 + 2 * INTERVAL)
+    assert again.remove == [] and again.state.confirmations["sonarr/D1"].count == 1
 
 
 def test_only_the_configured_categories_and_never_withheld_evidence():
-    analysis = {"candidates": [item(1), item(2, category="inactive"), item(3, category="attention"),
-                               item(4, withheld="download client qbittorrent cannot be reached")]}
+    candidates = [item(1), item(2, category="inactive"), item(3, category="attention"),
+                  item(4, withheld="download client qbittorrent cannot be reached")]
     config = AutoConfig(frozenset({"stuck", "import_blocked"}), confirmations=1)
-    decided = plan(config, AutoState(), analysis, check(), T0)
-    assert [i["download_id"] for i in decided.remove] == ["D1", "D3"]
+    decided = decide(config, AutoState(), candidates, check(), T0)
+    assert ids(decided.remove) == ["D1", "D3"]
     assert category_of(item(3, category="attention")) == "import_blocked"
 
 
@@ -63,53 +73,55 @@ def test_only_the_configured_categories_and_never_withheld_evidence():
     ("3 of its 6 active downloads are candidates at once", {"active": 6}),
 ])
 def test_a_held_instance_loses_nothing_and_is_announced_once(why, kwargs):
-    analysis = {"candidates": [item(n) for n in (1, 2, 3)]}
+    candidates = [item(n) for n in (1, 2, 3)]
     config = AutoConfig(frozenset({"stuck"}), confirmations=1)
-    first = plan(config, AutoState(), analysis, check(**kwargs), T0)
+    first = decide(config, AutoState(), candidates, check(**kwargs), T0)
     assert first.remove == [] and first.held["sonarr"].startswith(why) and list(first.newly_held) == ["sonarr"]
-    second = plan(config, first.state, analysis, check(**kwargs), T0 + 300)
+    second = decide(config, first.state, candidates, check(**kwargs), T0 + INTERVAL)
     assert second.remove == [] and second.newly_held == {}  # one warning, not one per run
-    released = plan(config, second.state, {"candidates": [item(1)]}, check(), T0 + 600)
-    assert released.released == ["sonarr"] and released.remove == [item(1)]
+    released = decide(config, second.state, [item(1)], check(), T0 + 2 * INTERVAL)
+    assert released.released == ["sonarr"] and ids(released.remove) == ["D1"]
 
 
 def test_two_candidates_among_three_active_are_not_a_hold_but_three_among_six_are():
     config = AutoConfig(frozenset({"stuck"}), confirmations=1)
-    assert plan(config, AutoState(), {"candidates": [item(1), item(2)]}, check(active=3), T0).held == {}
-    assert plan(config, AutoState(), {"candidates": [item(n) for n in (1, 2, 3)]}, check(active=7), T0).held == {}
+    assert decide(config, AutoState(), [item(1), item(2)], check(active=3), T0).held == {}
+    assert decide(config, AutoState(), [item(n) for n in (1, 2, 3)], check(active=7), T0).held == {}
 
 
 def test_a_candidate_of_an_unhealthy_download_client_is_kept():
     down = [{"name": "qbittorrent", "kind": "qbittorrent", "healthy": False, "state": "unreachable", "error": "x"}]
     config = AutoConfig(frozenset({"stuck"}), confirmations=1)
-    decided = plan(config, AutoState(), {"candidates": [item(1, client={"name": "qbittorrent"}), item(2)]},
-                   check(clients=down), T0)
-    assert [i["download_id"] for i in decided.remove] == ["D2"]
+    decided = decide(config, AutoState(), [item(1, client={"name": "qbittorrent"}), item(2)], check(clients=down), T0)
+    assert ids(decided.remove) == ["D2"]
 
 
 def test_eleven_stuck_among_thirty_active_ten_go_in_the_first_hour_the_eleventh_after_it():
-    config = AutoConfig(frozenset({"stuck"}), confirmations=1, max_per_hour=10)
+    config = AutoConfig(frozenset({"stuck"}), confirmations=1, max_per_hour=10, removal_grace=120)
     candidates = [item(n) for n in range(1, 12)]
     state, now, removed_at = AutoState(), T0, {}
     while len(removed_at) < 11:
-        decided = plan(config, state, {"candidates": [c for c in candidates if c["download_id"] not in removed_at]},
-                       check(active=30), now)
+        decided = decide(config, state, [c for c in candidates if c["download_id"] not in removed_at],
+                         check(active=30), now)
         assert decided.held == {}
-        record_results(decided.state, removed(decided.remove), now)
+        record_requested(decided.state, decided.remove, now)
         removed_at.update((i["download_id"], now - T0) for i in decided.remove)
-        state, now = decided.state, now + 300
+        state, now = decided.state, now + INTERVAL
     assert sorted(removed_at.values()).count(0) == 10
-    assert removed_at["D11"] >= HOUR
+    # An hour from the last moment the first ten could have taken effect (a DELETE without an answer).
+    assert removed_at["D11"] >= 3600 + 120
 
 
 def test_the_state_survives_a_restart_through_json():
-    first = plan(STUCK, AutoState(), {"candidates": [item(1)]}, check(), T0)
-    record_results(first.state, removed([item(9)]), T0)
+    first = decide(STUCK, AutoState(), [item(1)], check(), T0)
+    record_requested(first.state, [item(9)], T0)
     restored = AutoState.from_json(json.loads(json.dumps(first.state.as_json())))
     assert restored == first.state
-    second = plan(STUCK, restored, {"candidates": [item(1)]}, check(), T0 + 300)
-    assert second.remove == [item(1)] and second.state.removed_this_hour("sonarr", T0 + 300) == 1
+    second = decide(STUCK, restored, [item(1)], check(), T0 + INTERVAL)
+    assert ids(second.remove) == ["D1"] and second.state.removed_this_hour("sonarr", T0 + INTERVAL, STUCK) == 1
     assert AutoState.from_json({"confirmations": {"a": "x"}, "removed": [], "held": None}) == AutoState()
+    # An older bot's bare counts are confirmed anew, never taken for confirmations of unknown spacing.
+    assert AutoState.from_json({"confirmations": {"sonarr/D1": 1}}) == AutoState()
 
 
 def test_announcements_of_a_thousand_removals_fit_in_discord():
@@ -124,3 +136,57 @@ def test_announcements_of_a_thousand_removals_fit_in_discord():
         assert announcement.text()
     assert auto_cleanup_embeds(Announcement("removed", tuple(results)))[0].title.startswith(
         "Automatic cleanup report: 1000 removed")
+
+
+def test_a_shared_client_whose_downloads_are_candidates_at_once_holds_every_instance_on_it():
+    # Sonarr and Radarr on one qBittorrent, two candidates each: per instance 2 is no hold, on the client 4 is.
+    def on_client(number, instance):
+        return item(number, instance, client_name="qBittorrent")
+    analysis = {"candidates": [on_client(1, "sonarr"), on_client(2, "sonarr"),
+                               on_client(3, "radarr"), on_client(4, "radarr")]}
+    seen = check(active=0, instances=("sonarr", "radarr"))
+    seen["downloads"] = [{"instance": i, "activity": "active", "client_name": "qBittorrent"}
+                         for i in ("sonarr", "radarr") for _ in range(2)]
+    seen["downloads"] += [{"instance": "sonarr", "activity": "active", "client_name": "SABnzbd"}] * 20
+    config = AutoConfig(frozenset({"stuck"}), confirmations=1)
+    decided = decide(config, AutoState(), analysis["candidates"], seen, T0)
+    assert decided.remove == []
+    assert sorted(decided.held) == ["radarr", "sonarr"]
+    assert decided.held["sonarr"].startswith("4 of the 4 active downloads on qBittorrent are candidates at once")
+
+
+def seen_at(candidate, observed_at):
+    return dict(candidate, observed_at=observed_at)
+
+
+def test_refreshes_seconds_apart_add_no_confirmation():
+    # /check, a restart or any early refresh: the board is refreshed again at once, on the same snapshot.
+    config = AutoConfig(frozenset({"stuck"}), confirmations=2, interval=300)
+    first = plan(config, AutoState(), {"candidates": [seen_at(item(1), T0)]}, check(), T0)
+    again = plan(config, first.state, {"candidates": [seen_at(item(1), T0 + 5)]}, check(), T0 + 0.01)
+    assert again.remove == [] and again.counting == [seen_at(item(1), T0 + 5)]
+    later = plan(config, again.state, {"candidates": [seen_at(item(1), T0 + 300)]}, check(), T0 + 300)
+    assert later.remove == [seen_at(item(1), T0 + 300)]
+
+
+def test_a_confirmation_needs_a_newer_snapshot_of_the_download():
+    # The poller stopped reporting (or the tracker restarted from an old checkpoint): the same evidence
+    # looked at twice is one confirmation, however far apart the looks are.
+    config = AutoConfig(frozenset({"stuck"}), confirmations=2, interval=300)
+    first = plan(config, AutoState(), {"candidates": [seen_at(item(1), T0)]}, check(), T0)
+    same = plan(config, first.state, {"candidates": [seen_at(item(1), T0)]}, check(), T0 + 600)
+    assert same.remove == []
+    newer = plan(config, same.state, {"candidates": [seen_at(item(1), T0 + 630)]}, check(), T0 + 900)
+    assert newer.remove == [seen_at(item(1), T0 + 630)]
+
+
+def test_every_download_named_in_a_removal_request_counts_against_the_hour_whatever_came_back():
+    # A request that timed out comes back "failed" while the poller may go on and delete: it counts,
+    # and the two need confirming anew.
+    config = AutoConfig(frozenset({"stuck"}), confirmations=1, max_per_hour=2)
+    decided = decide(config, AutoState(), [item(1), item(2), item(3)], check(), T0)
+    assert ids(decided.remove) == ["D1", "D2"]
+    record_requested(decided.state, decided.remove, T0)
+    assert list(decided.state.confirmations) == ["sonarr/D3"]
+    later = decide(config, decided.state, [item(1), item(2), item(3)], check(), T0 + 600)
+    assert later.remove == [] and ids(later.waiting) == ["D1", "D2", "D3"]

@@ -418,3 +418,26 @@ def test_every_payload_for_a_10000_download_queue_fits(tmp_path):
     report = interactions[2].calls.named("edit_original_response")[-1]["embeds"]
     assert report[0].title == "Cleanup report: 3500 removed, 0 skipped, 1000 failed"
     assert page_of(board.embeds) == (0, len(pages)) and board.view is not None
+
+
+def test_with_a_token_but_no_channel_automatic_cleanup_runs_on_its_own_timer(tmp_path, caplog):
+    # No DISCORD_CHANNEL_ID: no board to refresh, so automatic cleanup keeps its own CHECK_INTERVAL timer.
+    tracker = tracker_with(stuck=1, instances=("sonarr",))
+    received = []
+    with rep_server(tracker_handlers(tracker)) as tracker_endpoint, \
+            rep_server({"remove": removal_handler(received=received)}, "poller") as poller_endpoint:
+        settings = bot_settings(tmp_path, tracker=tracker_endpoint, poller=poller_endpoint, discord_channel_id=None,
+                                discord_token=TOKEN, auto_cleanup=("stuck",), auto_cleanup_confirmations=1,
+                                check_interval=30.0)
+
+        async def scenario():
+            services = Services(settings)
+            bot = DiscarrBot(settings, services)
+            assert bot.board is None and bot.auto_loop.seconds == 30.0
+            with caplog.at_level(logging.INFO):
+                await bot.run_auto_cleanup()
+            await services.close()
+        run(scenario())
+    [request] = received
+    assert request["requested_by"] == "auto" and len(request["downloads"]) == 1
+    assert "automatic cleanup removed 1" in caplog.text

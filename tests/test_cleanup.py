@@ -213,3 +213,47 @@ def test_without_yes_and_without_a_terminal_it_refuses(queues):
     done = queues.cli("cleanup")
     assert done.returncode == 2
     assert done.stderr.strip() == "discarr cleanup: no terminal to confirm on; pass --yes (or --dry-run)"
+
+
+def delete_ids(deployment, kind):
+    """Every queue id named in a DELETE, as often as it was named."""
+    named = []
+    for request in deletes(deployment, kind):
+        path = request["path"].rsplit("/", 1)[-1]
+        named += request["body"]["ids"] if path == "bulk" else [int(path)]
+    return named
+
+
+def test_a_slow_delete_is_waited_for_and_never_sent_twice(queues):
+    # The *arr answers a DELETE after 4 s, longer than REQUEST_TIMEOUT_SECONDS (3 here): the poller waits
+    # for it (REMOVAL_TIMEOUT_SECONDS), and cleanup run again finds nothing more to delete.
+    queues.control("radarr", "POST", "fault", {"mode": "slow_delete", "delay": 4})
+    runs = [queues.cli("cleanup", "--yes", "--json", timeout=60) for _ in range(3)]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    first = {r["title"]: r["result"] for r in json.loads(runs[0].stdout)["results"]}
+    assert first["Stuck.Movie.2024"] == "removed"
+    named = delete_ids(queues, "radarr")
+    assert named and len(named) == len(set(named))
+    assert "Stuck.Movie.2024" not in remaining(queues, "radarr")
+
+
+def test_a_delete_without_an_answer_is_reported_as_unknown_and_never_sent_again(queues):
+    # The *arr takes longer than the poller waits: the outcome is unknown, the poller looks again, and
+    # while the *arr is still removing it, no later cleanup sends a second DELETE for its records.
+    queues.stop("poller")
+    queues.env["REMOVAL_TIMEOUT_SECONDS"] = "2"
+    queues.start("poller")
+    queues.control("radarr", "POST", "fault", {"mode": "slow_delete", "delay": 6})
+    [movie] = [item for item in analyze(queues) if item["title"] == "Stuck.Movie.2024"]
+    before = len(audit_lines(queues))
+    _, answer = send_removal(queues, [movie])
+    [result] = answer["results"]
+    assert result["result"] == "failed" and "did not answer" in result["detail"] and "may still" in result["detail"]
+    _, again = send_removal(queues, [movie])
+    [result] = again["results"]
+    assert result["result"] == "skipped" and "still in progress" in result["detail"]
+    wait_until(lambda: "Stuck.Movie.2024" not in remaining(queues, "radarr"), 20, "the slow DELETE to be done")
+    named = delete_ids(queues, "radarr")
+    assert len(named) == len(set(named)) == len(movie["queue_ids"])
+    outcomes = [line["result"] for line in audit_lines(queues)[before:]]
+    assert outcomes == ["unknown", "failed", "skipped"]

@@ -121,7 +121,7 @@ def test_transmission_figures_and_labels(transmission, tmp_path):  # noqa: F811
 ])
 def test_transmission_states(raw, state):
     reader = TransmissionReader(DownloadClientConfig("transmission", "transmission", "http://127.0.0.1:1"), 1)
-    assert reader._figures(dict(raw, hashString="ab" * 20))["state"] == state
+    assert reader._figures(dict(raw, hashString="ab" * 20, haveValid=0, sizeWhenDone=SIZE))["state"] == state
 
 
 @pytest.mark.parametrize("keep_private, private, removed_before, expected", [
@@ -180,12 +180,16 @@ def test_a_client_answering_json_of_the_wrong_shape_never_stops_the_poller(lying
     url, answer_with = lying_transmission
     clients = DownloadClients([DownloadClientConfig("transmission", "transmission", url)], 2)
     info_hash = "ab" * 20
-    # Figures as words: the torrent is known, its figures are not.
+    # Figures as words: its bytes are not known, so the *arr's figures stand (not a torrent stalled at 0).
     answer_with({"result": "success", "arguments": {"torrents": [
         {"hashString": info_hash, "status": "four", "metadataPercentComplete": "most", "haveValid": "lots"}]}})
     records, health = annotated(clients, queue_of(info_hash))
-    assert health[0]["state"] == "ok"
-    assert (records[0]["client"]["state"], records[0]["client"]["downloaded"]) == ("unknown", 0)
+    assert health[0]["state"] == "ok" and records[0]["client"] is None
+    # A state it does not know, with bytes it does: unknown, with its bytes.
+    answer_with({"result": "success", "arguments": {"torrents": [
+        {"hashString": info_hash, "status": "four", "haveValid": 5, "sizeWhenDone": 10}]}})
+    records, health = annotated(clients, queue_of(info_hash))
+    assert (records[0]["client"]["state"], records[0]["client"]["downloaded"]) == ("unknown", 5)
     # Torrents that are not maps: nothing is known of this one.
     answer_with({"result": "success", "arguments": {"torrents": ["not a map", None]}})
     records, health = annotated(clients, queue_of(info_hash))
@@ -196,3 +200,25 @@ def test_a_client_answering_json_of_the_wrong_shape_never_stops_the_poller(lying
         records, health = annotated(clients, queue_of(info_hash))
         assert health[0]["state"] == "bad_response", body
         assert records[0]["client"]["state"] == "unreachable"
+
+
+@pytest.mark.parametrize("number", [1e19, 1e20, 2 ** 64, float("inf"), -5])
+def test_numbers_out_of_range_from_a_client_are_unknown_for_that_torrent_never_a_failed_poll(lying_transmission,
+                                                                                            number):
+    from common import protocol
+    from services.poller.service import encode_snapshot
+    url, answer_with = lying_transmission
+    clients = DownloadClients([DownloadClientConfig("transmission", "transmission", url)], 2)
+    odd, fine = "ab" * 20, "cd" * 20
+    answer_with({"result": "success", "arguments": {"torrents": [
+        {"hashString": odd, "status": 4, "haveValid": number, "sizeWhenDone": number, "leftUntilDone": number,
+         "rateDownload": number, "activityDate": number, "peersSendingToUs": number, "peersConnected": number},
+        {"hashString": fine, "status": 4, "haveValid": 10, "sizeWhenDone": SIZE, "leftUntilDone": SIZE - 10,
+         "rateDownload": 5, "peersSendingToUs": 1, "peersConnected": 1}]}})
+    records, health = annotated(clients, queue_of(odd, fine))
+    assert health[0]["state"] == "ok"
+    assert records[0]["client"] is None  # the *arr's figures stand for that one download
+    assert (records[1]["client"]["downloaded"], records[1]["client"]["size"]) == (10, SIZE)
+    snapshot = {"instance": "sonarr", "kind": "sonarr", "taken_at": 0.0, "poller": {"name": "p", "endpoint": "",
+                "next_within": 1.0}, "health": {"state": "ok", "error": None}, "clients": health, "records": records}
+    assert protocol.decode(encode_snapshot(snapshot)).body["records"] == records

@@ -142,3 +142,9 @@ def test_a_hostile_container_length_cannot_exhaust_memory():
 def test_encode_refuses_a_wrong_shape_at_the_sender():
     with pytest.raises(ProtocolError):
         encode("history", {"instance": "sonarr"})
+
+
+def test_a_number_msgpack_cannot_carry_is_a_protocol_error_never_a_crash():
+    from common.protocol import ProtocolError, encode
+    with pytest.raises(ProtocolError, match="cannot be packed"):
+        encode("stats", {"days": 10 ** 20, "by": "indexer"})

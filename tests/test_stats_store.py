@@ -221,6 +221,80 @@ def _sqlite(path, *statements):
     db.close()
 
 
+def filled(path, rows: int = 3000) -> None:
+    """A sound stats file of a few hundred pages, closed."""
+    store = StatsStore(path)
+    store.add(stay(f"old{n}", first_seen=NOW - n) for n in range(rows))
+    assert store.flush() is True
+    store.close()
+
+
+def damage(path) -> None:
+    """Garbage over every page after the second: the header and the schema still read (so the file
+    looks like ours), the rows do not, as after a failing disk or a copy cut short."""
+    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+    with open(path, "r+b") as handle:
+        handle.seek(2 * page)
+        handle.write(random.Random(3).randbytes(path.stat().st_size - 2 * page))
+    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] > 0
+        with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+            db.execute("SELECT * FROM outcomes").fetchall()
+
+
+def test_a_file_with_damaged_pages_is_set_aside_at_start(tmp_path, caplog):
+    path = tmp_path / "discarr.sqlite3"
+    filled(path)
+    damage(path)
+    original = path.read_bytes()
+
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    store = StatsStore(path, clock=ManualClock(NOW))
+    [warning] = warnings(caplog)
+    assert "discarr.sqlite3.corrupt-1700000000" in warning
+    assert (tmp_path / "discarr.sqlite3.corrupt-1700000000").read_bytes() == original  # kept for the user
+    store.add([stay("new")])
+    assert [row["downloads"] for row in store.stats(0, "indexer")] == [1]
+    store.close()
+
+    store = StatsStore(path, clock=ManualClock(NOW))  # the next start finds a sound file
+    assert [row["downloads"] for row in store.stats(0, "indexer")] == [1]
+    assert len(warnings(caplog)) == 1
+    store.close()
+
+
+# Each way the tracker touches the file, and what it answers once the damaged file is replaced.
+ON_A_DAMAGED_FILE = {
+    "stats": (lambda store: [row["downloads"] for row in store.stats(0, "indexer")], [2]),
+    "flush": (lambda store: store.flush(), True),
+    "times_removed": (lambda store: store.times_removed("sonarr", "waiting-2"), 1),
+    "enforce_retention": (lambda store: store.enforce_retention(), 0),
+}
+
+
+@pytest.mark.parametrize("operation", ON_A_DAMAGED_FILE)
+def test_pages_damaged_while_running_are_set_aside_and_the_waiting_rows_kept(tmp_path, caplog, operation):
+    path = tmp_path / "discarr.sqlite3"
+    filled(path)
+    store = StatsStore(path, clock=ManualClock(NOW))  # sound when opened
+    damage(path)
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    store.add([stay("waiting-1"), stay("waiting-2", outcome="removed", category="stuck")])
+
+    call, answer = ON_A_DAMAGED_FILE[operation]
+    assert call(store) == answer
+    [warning] = warnings(caplog)
+    assert "discarr.sqlite3.corrupt-1700000000" in warning
+    assert (tmp_path / "discarr.sqlite3.corrupt-1700000000").exists()
+    # The new file answers, with the rows that were waiting in memory; never a stats command broken for good.
+    assert [row["downloads"] for row in store.stats(0, "indexer")] == [2]
+    assert store.times_removed("sonarr", "waiting-2") == 1
+    store.close()
+    assert sorted(row[1] for row in rows_in(path)) == ["waiting-1", "waiting-2"]
+    assert len(warnings(caplog)) == 1
+
+
 def test_an_unwritable_data_directory_is_not_fatal_and_rows_wait_for_it(tmp_path, caplog):
     data = tmp_path / "data"
     path = data / "discarr.sqlite3"
@@ -297,6 +371,93 @@ def test_a_malformed_outcome_is_refused_without_blocking_the_others(tmp_path, ca
     store.close()
 
 
+def test_rows_flushed_into_a_file_that_stats_then_finds_damaged_go_into_the_new_one(tmp_path, caplog):
+    path = tmp_path / "discarr.sqlite3"
+    filled(path)
+    store = StatsStore(path, clock=ManualClock(NOW))
+    # Only the first leaf of the table is damaged: an insert (at the other end) succeeds, a full scan fails.
+    with closing(sqlite3.connect(path)) as db:
+        try:
+            [(page, size)] = db.execute("SELECT pageno, pgsize FROM dbstat WHERE name = 'outcomes' "
+                                        "AND pagetype = 'leaf' ORDER BY pageno LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            pytest.skip("this SQLite has no dbstat table to find a leaf page with")
+    with open(path, "r+b") as handle:
+        handle.seek((page - 1) * size)
+        handle.write(random.Random(5).randbytes(size))
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    store.add([stay("waiting-1"), stay("waiting-2")])
+
+    assert [row["downloads"] for row in store.stats(0, "indexer")] == [2]
+    [warning] = warnings(caplog)
+    assert "discarr.sqlite3.corrupt-1700000000" in warning
+    store.close()
+    assert sorted(row[1] for row in rows_in(path)) == ["waiting-1", "waiting-2"]
+
+
+def test_numbers_out_of_sqlites_range_are_stored_empty_with_the_rows_around_them(tmp_path, caplog):
+    path = tmp_path / "stats.sqlite3"
+    store = StatsStore(path)
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    store.add([stay("before"),
+               stay("beyond-int64", size=10**20),
+               stay("below-int64", size=-(2**63) - 1),
+               stay("largest-int64", size=2**63 - 1, recurred=10**19),
+               stay("infinite-speed", mean_speed_bps=float("inf"), longest_stall_s=float("-inf")),
+               stay("nan-stall", longest_stall_s=float("nan"), mean_speed_bps=float("nan")),
+               # Without a time a stay can be neither counted in a period nor expired: refused, alone.
+               stay("no-time", last_seen=float("nan")),
+               stay("after")])
+    [warning] = warnings(caplog)
+    assert "no-time" in warning
+    assert store.flush() is True
+    assert store.flush() is True  # nothing left behind to fail the next one
+
+    with closing(sqlite3.connect(path)) as db:
+        stored = {download_id: tuple(rest) for download_id, *rest in db.execute(
+            "SELECT download_id, size, mean_speed_bps, longest_stall_s, recurred FROM outcomes")}
+    assert stored == {
+        "before": (4_000_000_000, 1_000_000.0, 0.0, 0),
+        "beyond-int64": (None, 1_000_000.0, 0.0, 0),
+        "below-int64": (None, 1_000_000.0, 0.0, 0),
+        "largest-int64": (2**63 - 1, 1_000_000.0, 0.0, None),
+        "infinite-speed": (4_000_000_000, None, None, 0),
+        "nan-stall": (4_000_000_000, None, None, 0),
+        "after": (4_000_000_000, 1_000_000.0, 0.0, 0),
+    }
+    [row] = store.stats(0, "indexer")  # empty fields are skipped, not a failed median
+    assert (row["downloads"], row["recurring"], row["median_speed_bps"], row["median_hours_to_complete"]) == (
+        7, 0, 1_000_000.0, 2.0)
+    store.close()
+
+
+def test_an_unexpected_error_while_writing_keeps_the_rows_and_never_escapes_flush(tmp_path, monkeypatch, caplog):
+    class Refusing(sqlite3.Connection):
+        """What executemany raised for an integer beyond 64 bits, before rows were checked."""
+        refuse = True
+
+        def executemany(self, *args):
+            if Refusing.refuse:
+                raise OverflowError("Python int too large to convert to SQLite INTEGER")
+            return super().executemany(*args)
+
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: real_connect(*a, factory=Refusing, **k))
+    path = tmp_path / "stats.sqlite3"
+    store = StatsStore(path)
+    store.add([stay("a"), stay("b")])
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    assert store.flush() is False
+    assert store.flush() is False
+    [warning] = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+    assert "OverflowError" in warning.getMessage() and warning.exc_info  # with its traceback, once
+
+    Refusing.refuse = False
+    assert store.flush() is True
+    assert sorted(row[1] for row in rows_in(path)) == ["a", "b"]
+    store.close()
+
+
 def test_retention_deletes_only_rows_older_than_the_setting(tmp_path):
     clock = ManualClock(NOW)
     path = tmp_path / "stats.sqlite3"
@@ -362,7 +523,7 @@ def test_a_version_1_file_is_migrated_and_its_rows_survive(tmp_path, caplog):
     assert warnings(caplog) == []  # an older version of ours is upgraded, never set aside
     assert not list(tmp_path.glob("*.corrupt-*"))
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
         assert db.execute("SELECT download_id, was_slow, recurred FROM outcomes ORDER BY download_id").fetchall() == [
             ("old-1", 0, 0), ("old-2", 0, 0)]
         indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -372,6 +533,56 @@ def test_a_version_1_file_is_migrated_and_its_rows_survive(tmp_path, caplog):
     [row] = store.stats(0, "indexer")
     assert (row["downloads"], row["completed"], row["removed"], row["stuck"], row["slow"], row["recurring"]) == (
         3, 2, 1, 1, 1, 1)
+    store.close()
+    StatsStore(path).close()  # opening the migrated file again changes nothing
+    assert len(rows_in(path)) == 3
+
+
+# The second schema, as version 2 of discarr left it: version 1 and its ALTERs (verbatim, not imported).
+V2_DDL = V1_DDL.replace("PRAGMA user_version = 1;", "") + """
+ALTER TABLE outcomes ADD COLUMN was_slow INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outcomes ADD COLUMN recurred INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX outcomes_indexer ON outcomes (indexer, last_seen);
+CREATE INDEX outcomes_client ON outcomes (download_client, last_seen);
+CREATE INDEX outcomes_group ON outcomes (release_group, last_seen);
+PRAGMA user_version = 2;
+"""
+
+
+def test_a_version_2_file_is_migrated_to_take_empty_numbers_and_its_rows_survive(tmp_path, caplog):
+    path = tmp_path / "discarr.sqlite3"
+    old = [dataclasses.asdict(stay("old-1", was_slow=True, recurred=2, longest_stall_s=60.0)),
+           dataclasses.asdict(stay("old-2", outcome="removed", category="stuck", automatic=True, was_stuck=True,
+                                   mean_speed_bps=None, release_group=None))]
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(V2_DDL)
+        db.executemany(f"INSERT INTO outcomes ({', '.join(old[0])}) VALUES ({', '.join('?' * len(old[0]))})",
+                       [tuple(row.values()) for row in old])
+        db.commit()
+
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    store = StatsStore(path)
+    assert warnings(caplog) == []
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    with closing(sqlite3.connect(path)) as db:
+        db.row_factory = sqlite3.Row
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert [dict(row) for row in db.execute("SELECT * FROM outcomes ORDER BY download_id")] == old
+        not_null = {row["name"]: row["notnull"] for row in db.execute("PRAGMA table_info(outcomes)")}
+        assert not_null["size"] == not_null["longest_stall_s"] == not_null["mean_speed_bps"] == 0
+        assert not_null["recurred"] == 0
+        assert not_null["instance"] == not_null["first_seen"] == not_null["last_seen"] == not_null["outcome"] == 1
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"outcomes_last_seen", "outcomes_indexer", "outcomes_client", "outcomes_group"} <= indexes
+
+    store.add([stay("old-1"),  # the same stay again: the rebuilt table still knows its key
+               stay("new", size=10**20)])
+    assert store.flush() is True
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT download_id, size FROM outcomes ORDER BY download_id").fetchall() == [
+            ("new", None), ("old-1", 4_000_000_000), ("old-2", 4_000_000_000)]
+    [row] = store.stats(0, "indexer")
+    assert (row["downloads"], row["completed"], row["removed"], row["slow"], row["recurring"]) == (3, 2, 1, 1, 1)
     store.close()
     StatsStore(path).close()  # opening the migrated file again changes nothing
     assert len(rows_in(path)) == 3

@@ -109,6 +109,10 @@ def test_cleanup_keeps_a_private_torrent_seeding_and_a_recurring_release_is_bloc
     public_metainfo, public = add_stalled(chain, tmp_path, "Public.Show.S02E04.mkv")
     wait_stuck(deployment, private, public)
     deployment.control("sonarr", "POST", "requests/clear")
+    # The terminal's preview says so before anyone confirms, as the Discord preview does.
+    preview = deployment.cli("cleanup", "--dry-run")
+    assert "Private torrents are removed from the *arr only and keep seeding" in " ".join(preview.stdout.split())
+    assert "private torrent" in preview.stdout
 
     done = deployment.cli("cleanup", "--yes", "--json")
     assert done.returncode == 0, done.stderr

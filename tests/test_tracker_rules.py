@@ -351,3 +351,51 @@ def test_a_record_without_status_keeps_the_download_as_it_was(tracker, clock):
     poll(tracker, clock, "sonarr", [record(1, "A", downloaded=0, status="unknown", size=0)])
     assert found(tracker, "stuck") == ["A"]
     assert tracker.check()["downloads"][0]["size"] == 10 * GB
+
+
+def test_a_client_shared_by_two_instances_is_one_outage_of_all_their_downloads(tracker, clock):
+    # The usual home setup: Sonarr and Radarr on one qBittorrent, two downloads each. The VPN drops:
+    # all four stop together. Two per instance is below the outage's three, four on the client are not.
+    def queue(instance, moved):
+        return [record(i, f"{instance}-{i}", downloaded=moved + i * MB) for i in (1, 2)]
+    for step in range(1, 6):
+        poll(tracker, clock, "sonarr", queue("sonarr", step * 500 * MB), seconds=POLL / 2)
+        poll(tracker, clock, "radarr", queue("radarr", step * 500 * MB), seconds=POLL / 2)
+    for _ in range(2 * THRESHOLD // POLL):
+        poll(tracker, clock, "sonarr", queue("sonarr", 5 * 500 * MB), seconds=POLL / 2)
+        poll(tracker, clock, "radarr", queue("radarr", 5 * 500 * MB), seconds=POLL / 2)
+    progress = tracker.progress({})
+    assert progress["stuck"] == []
+    outages = {outage["instance"]: outage for outage in progress["outages"]}
+    assert sorted(outages) == ["radarr", "sonarr"]
+    assert outages["sonarr"]["downloads"] == ["sonarr-1", "sonarr-2"]
+    assert outages["radarr"]["instances"] == ["radarr", "sonarr"]
+    assert tracker.analyze(False)["candidates"] == []
+    poll(tracker, clock, "radarr", queue("radarr", 5 * 500 * MB + 200 * MB))  # Radarr's downloads move again
+    assert tracker.progress({})["outages"] == []
+
+
+def test_downloads_of_two_pollers_are_never_one_outage(tracker, clock):
+    def queue(instance, moved):
+        return [record(i, f"{instance}-{i}", downloaded=moved + i * MB) for i in (1, 2)]
+
+    def both(moved):
+        tracker.ingest(snapshot("sonarr", queue("sonarr", moved), poller="site-a"))
+        tracker.ingest(snapshot("radarr", queue("radarr", moved), poller="site-b"))
+        clock.advance(POLL)
+    for step in range(1, 6):
+        both(step * 500 * MB)
+    for _ in range(THRESHOLD // POLL + 2):  # two qBittorrents of one name, at two sites: no outage
+        both(5 * 500 * MB)
+    assert tracker.progress({})["outages"] == []
+    assert found(tracker, "stuck") == ["radarr-1", "radarr-2", "sonarr-1", "sonarr-2"]
+
+
+def test_a_finished_download_with_an_error_needs_attention_and_is_never_inactive(tracker, clock):
+    # Nothing left, the *arr shows an error (a warning about the import) while the usenet client unpacks.
+    unpacking = [record(1, "U", size=GB, downloaded=GB, tracked_status="error", protocol="usenet")]
+    for _ in range(3 * THRESHOLD // POLL):
+        poll(tracker, clock, "sonarr", unpacking)
+    assert found(tracker, "inactive") == [] and tracker.analyze(False)["candidates"] == []
+    [attention] = tracker.progress({})["attention"]
+    assert attention["attention"] == "not_imported" and "not imported" in attention["reason"]

@@ -25,7 +25,7 @@ from discord.ext import commands, tasks
 
 from common.settings import Settings, load_settings
 from common.sockets import ServiceUnavailable
-from services.bot.autoclean import Announcement, auto_cleaner
+from services.bot.autoclean import Announcement, AutoCleaner, auto_cleaner
 from services.bot.board import unhealthy_services
 from services.bot.commands import DiscarrCog, fetch_board_pages
 from services.bot.embeds import auto_cleanup_embeds, board_error_embed, board_pages, page_of, warning_embed
@@ -205,10 +205,22 @@ class DiscarrBot(commands.Bot):
         self.settings = settings
         self.services = services or Services(settings)
         self.board: StatusBoard | None = None
+        self.auto: AutoCleaner | None = None  # automatic cleanup on its own timer, when there is no board
         if settings.discord_channel_id is not None:
             self.board = StatusBoard(settings, self.services, self._board_channel)
+        else:
+            self.store, self.state = StateFile(settings.bot_state_file), load_state(settings.bot_state_file)
+            self.auto = auto_cleaner(settings, self.services, self.state, self._save_state, self._announce_in_log)
+            self.auto_loop.change_interval(seconds=settings.effective_check_interval)
         self.cog = DiscarrCog(settings, self.services, self.board)
         self.sync_task: asyncio.Task[None] | None = None
+
+    async def _save_state(self) -> None:
+        await self.store.save(self.state)
+
+    @staticmethod
+    async def _announce_in_log(announcement: Announcement) -> None:
+        log.info("%s", announcement.text())  # no channel to post in: the log is where it is told
 
     async def _board_channel(self) -> Any:
         channel_id = self.settings.discord_channel_id
@@ -222,6 +234,10 @@ class DiscarrBot(commands.Bot):
         self.sync_task = asyncio.create_task(self.sync_commands(), name="sync-commands")
         if self.board is None:
             log.warning("DISCORD_CHANNEL_ID is not set: no status board and no /check")
+            if self.auto is not None and self.auto.config.enabled:
+                log.warning("automatic cleanup (%s) runs every %g s without a board and announces in this log only",
+                            self.auto.config.describe(), self.auto_loop.seconds)
+                self.auto_loop.start()
         else:
             interval = self.settings.effective_check_interval
             if interval != self.settings.check_interval:
@@ -240,11 +256,7 @@ class DiscarrBot(commands.Bot):
         """
         payload = command_payload(self.tree)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        if self.board:
-            store, state = self.board.store, self.board.state
-        else:
-            path = self.settings.bot_state_file
-            store, state = StateFile(path), await asyncio.to_thread(load_state, path)
+        store, state = (self.board.store, self.board.state) if self.board else (self.store, self.state)
         synced = {"application_id": self.application_id, "digest": digest}
         if state.get("commands") == synced:
             log.info("slash commands unchanged since the last sync")
@@ -277,12 +289,32 @@ class DiscarrBot(commands.Bot):
     async def _before_board_loop(self) -> None:
         await self.wait_until_ready()
 
+    @tasks.loop(seconds=300)
+    async def auto_loop(self) -> None:
+        """Automatic cleanup without a board (SPEC 4.1: with a token but no DISCORD_CHANNEL_ID)."""
+        try:
+            await self.run_auto_cleanup()
+        except Exception:
+            log.exception("automatic cleanup did not run")
+
+    async def run_auto_cleanup(self) -> None:
+        assert self.auto is not None
+        try:
+            await self.auto.run(await self.services.check())
+        except ServiceFailure as exc:
+            log.warning("automatic cleanup did not run: %s", exc)
+
+    @auto_loop.before_loop
+    async def _before_auto_loop(self) -> None:
+        await self.wait_until_ready()
+
     async def on_ready(self) -> None:
         log.info("logged in to Discord as %s (id %s)", self.user, getattr(self.user, "id", "?"))
 
     async def close(self) -> None:
-        if self.board_loop.is_running():
-            self.board_loop.cancel()
+        for loop in (self.board_loop, self.auto_loop):
+            if loop.is_running():
+                loop.cancel()
         if self.sync_task is not None:
             self.sync_task.cancel()
         await super().close()

@@ -46,21 +46,41 @@ def item_key(item: dict[str, Any]) -> str:
     return f"{item['instance']}/{item['download_id']}"
 
 
+# A confirmation counts only CHECK_INTERVAL after the last one, less a timer's jitter: the board's runs
+# come one interval apart, give or take the milliseconds a loop wakes late.
+CONFIRMATION_JITTER = 0.05  # of CHECK_INTERVAL
+CONFIRMATION_JITTER_MAX_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class AutoConfig:
     categories: frozenset[str] = frozenset()
     dry_run: bool = False
     confirmations: int = 2
     max_per_hour: int = 10
+    interval: float = 300.0        # CHECK_INTERVAL (as the board runs it): confirmations at least this far apart
+    removal_grace: float = 120.0   # how long after a request its removals may still take effect (SPEC 4)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "AutoConfig":
         return cls(frozenset(settings.auto_cleanup), settings.auto_cleanup_dry_run,
-                   settings.auto_cleanup_confirmations, settings.auto_cleanup_max_per_hour)
+                   settings.auto_cleanup_confirmations, settings.auto_cleanup_max_per_hour,
+                   settings.effective_check_interval, settings.removal_effect_seconds)
 
     @property
     def enabled(self) -> bool:
         return bool(self.categories)
+
+    @property
+    def spacing(self) -> float:
+        """How long after a confirmation the next one may count."""
+        return self.interval - min(CONFIRMATION_JITTER * self.interval, CONFIRMATION_JITTER_MAX_SECONDS)
+
+    @property
+    def charged_for(self) -> float:
+        """How long a requested removal counts against the hourly cap: an hour from the last moment it
+        may take effect (a DELETE that got no answer may still be carried out after it)."""
+        return HOUR + self.removal_grace
 
     def describe(self) -> str:
         """"off", or what it removes: "on: stuck, inactive" / "dry run: stuck"."""
@@ -74,12 +94,41 @@ class AutoConfig:
                 "confirmations": self.confirmations, "max_per_hour": self.max_per_hour}
 
 
+@dataclass(frozen=True)
+class Confirmation:
+    """How many consecutive analyses found a download a candidate, and the latest that counted: when
+    (the bot's clock) and on which observation of it (the tracker's time of its latest snapshot)."""
+
+    count: int
+    at: float
+    seen: float
+
+    def counts_again(self, now: float, seen: float | None, config: AutoConfig) -> bool:
+        """Whether an analysis at `now` of the download observed at `seen` is one more confirmation:
+        CHECK_INTERVAL later, on a newer snapshot (an early refresh or a restart adds none)."""
+        return now - self.at >= config.spacing and seen is not None and seen > self.seen
+
+    @classmethod
+    def from_json(cls, value: Any) -> "Confirmation | None":
+        """None for what is not one (an older bot's bare count: such a download is confirmed anew)."""
+        if not isinstance(value, dict):
+            return None
+        count, at, seen = value.get("count"), value.get("at"), value.get("seen")
+        if not (isinstance(count, int) and not isinstance(count, bool) and count >= 1
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (at, seen))):
+            return None
+        return cls(count, float(at), float(seen))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"count": self.count, "at": self.at, "seen": self.seen}
+
+
 @dataclass
 class AutoState:
     """What automatic cleanup remembers between runs (and restarts): JSON in the bot state file."""
 
-    confirmations: dict[str, int] = field(default_factory=dict)  # "instance/download_id" -> consecutive finds
-    removed: dict[str, list[float]] = field(default_factory=dict)  # instance -> removal times this last hour
+    confirmations: dict[str, Confirmation] = field(default_factory=dict)  # "instance/download_id" -> its finds
+    removed: dict[str, list[float]] = field(default_factory=dict)  # instance -> times of requested removals
     held: dict[str, str] = field(default_factory=dict)  # instance -> why it is held
 
     @classmethod
@@ -89,15 +138,20 @@ class AutoState:
         def mapping(name: str, valid: Callable[[Any], bool]) -> dict:
             value = data.get(name)
             return {k: v for k, v in value.items() if isinstance(k, str) and valid(v)} if isinstance(value, dict) else {}
-        return cls(mapping("confirmations", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+        confirmations = {key: found for key, value in mapping("confirmations", lambda v: True).items()
+                         if (found := Confirmation.from_json(value)) is not None}
+        return cls(confirmations,
                    mapping("removed", lambda v: isinstance(v, list) and all(isinstance(t, (int, float)) for t in v)),
                    mapping("held", lambda v: isinstance(v, str)))
 
     def as_json(self) -> dict[str, Any]:
-        return {"confirmations": self.confirmations, "removed": self.removed, "held": self.held}
+        return {"confirmations": {key: found.as_json() for key, found in self.confirmations.items()},
+                "removed": self.removed, "held": self.held}
 
-    def removed_this_hour(self, instance: str, now: float) -> int:
-        return sum(1 for moment in self.removed.get(instance, ()) if now - moment < HOUR)
+    def removed_this_hour(self, instance: str, now: float, config: AutoConfig) -> int:
+        """Removals requested that still count against the cap (a time ahead of `now`, after the clock
+        was set back, counts too)."""
+        return sum(1 for moment in self.removed.get(instance, ()) if now - moment < config.charged_for)
 
 
 @dataclass
@@ -119,13 +173,32 @@ def holds(check: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str, 
             why[instance["name"]] = f"it is {instance['state']}: {instance['error']}"
     for outage in check.get("outages", ()):
         why.setdefault(outage["instance"], f"{outage['download_client']} stopped every download at once (outage)")
-    active = Counter(item["instance"] for item in check.get("downloads", ()) if item.get("activity") == "active")
+    downloads = check.get("downloads", ())
+    active = Counter(item["instance"] for item in downloads if item.get("activity") == "active")
     found = Counter(item["instance"] for item in candidates)
     for instance, count in found.items():
-        if count >= HOLD_MIN_CANDIDATES and count * 2 >= active[instance]:
+        if _too_many(count, active[instance]):
             why.setdefault(instance, f"{count} of its {active[instance]} active downloads are candidates at once: "
                                      "an outage or a broken indexer, not that many stuck downloads")
+    # The same across the instances of one poller that share a download client: a VPN drop on the
+    # qBittorrent of a Sonarr and a Radarr stops both's downloads at once.
+    pollers = {instance["name"]: instance.get("poller") for instance in check.get("instances", ())}
+
+    def client_of(item: dict[str, Any]) -> tuple[Any, str] | None:
+        return (pollers.get(item["instance"]), item["client_name"]) if item.get("client_name") else None
+    active_on = Counter(client_of(item) for item in downloads if item.get("activity") == "active")
+    found_on = Counter(client_of(item) for item in candidates)
+    for client, count in found_on.items():
+        if client is not None and _too_many(count, active_on[client]):
+            for instance in sorted({item["instance"] for item in candidates if client_of(item) == client}):
+                why.setdefault(instance, f"{count} of the {active_on[client]} active downloads on {client[1]} are "
+                                         "candidates at once: an outage or a broken indexer, not that many stuck "
+                                         "downloads")
     return why
+
+
+def _too_many(candidates: int, active: int) -> bool:
+    return candidates >= HOLD_MIN_CANDIDATES and candidates * 2 >= active
 
 
 def _client_down(check: dict[str, Any], item: dict[str, Any]) -> bool:
@@ -140,34 +213,39 @@ def plan(config: AutoConfig, state: AutoState, analysis: dict[str, Any], check: 
     wanted = [item for item in analysis.get("candidates", ())
               if category_of(item) in config.categories and not item.get("withheld")]
     held = holds(check, wanted)
-    confirmations: dict[str, int] = {}
+    confirmations: dict[str, Confirmation] = {}
     remove, waiting, counting = [], [], []
-    budget = {instance: config.max_per_hour - state.removed_this_hour(instance, now)
+    budget = {instance: config.max_per_hour - state.removed_this_hour(instance, now, config)
               for instance in {item["instance"] for item in wanted}}
     for item in wanted:
         if item["instance"] in held or _client_down(check, item):
             continue  # a held candidate starts its confirmations again once the hold is over
-        key = item_key(item)
-        confirmations[key] = state.confirmations.get(key, 0) + 1
-        if confirmations[key] < config.confirmations:
+        key, seen = item_key(item), item.get("observed_at")
+        found = state.confirmations.get(key)
+        if found is None:
+            found = Confirmation(1, now, seen if seen is not None else float("inf"))
+        elif found.counts_again(now, seen, config):
+            found = Confirmation(found.count + 1, now, seen)
+        confirmations[key] = found
+        if found.count < config.confirmations:
             counting.append(item)
         elif budget[item["instance"]] > 0:
             budget[item["instance"]] -= 1
             remove.append(item)
         else:
             waiting.append(item)
-    removed = {instance: [t for t in times if now - t < HOUR] for instance, times in state.removed.items()}
+    removed = {instance: [t for t in times if now - t < config.charged_for] for instance, times in state.removed.items()}
     new_state = AutoState(confirmations, {k: v for k, v in removed.items() if v}, held)
     return Plan(remove, waiting, counting, held, {k: v for k, v in held.items() if k not in state.held},
                 [instance for instance in state.held if instance not in held], new_state)
 
 
-def record_results(state: AutoState, results: list[dict[str, Any]], now: float) -> None:
-    """Count what was really removed against the hourly cap; a removed download needs confirming anew."""
-    for result in results:
-        if result["result"] == "removed":
-            state.removed.setdefault(result["instance"], []).append(now)
-            state.confirmations.pop(item_key(result), None)
+def record_requested(state: AutoState, requested: list[dict[str, Any]], now: float) -> None:
+    """Count every download named in a removal request against the hourly cap, whatever comes back
+    (a request that timed out may still be carried out); each needs confirming anew."""
+    for item in requested:
+        state.removed.setdefault(item["instance"], []).append(now)
+        state.confirmations.pop(item_key(item), None)
 
 
 @dataclass(frozen=True)
@@ -195,6 +273,14 @@ class Announcement:
                   for kind in ("skipped", "failed") for r in groups[kind]]
         return (f"automatic cleanup {done} {len(groups['would' if self.dry_run else 'removed'])}, skipped "
                 f"{len(groups['skipped'])}, failed {len(groups['failed'])}: " + "; ".join(lines))
+
+
+def _by_reason(held: dict[str, str]) -> dict[str, list[str]]:
+    """Held instances grouped by why they are held."""
+    grouped: dict[str, list[str]] = {}
+    for instance, why in sorted(held.items()):
+        grouped.setdefault(why, []).append(instance)
+    return grouped
 
 
 Ask = Callable[..., Awaitable[dict[str, Any]]]
@@ -233,16 +319,18 @@ class AutoCleaner:
         now = self.clock()
         decided = plan(self.config, self.state, analysis, check, now)
         self.state = decided.state
-        for instance, why in decided.newly_held.items():
-            await self.announce(Announcement("held", instance=instance, why=why))
-        for instance in decided.released:
-            await self.announce(Announcement("released", instance=instance))
-        if decided.remove:
-            results = await self.remove(analysis, decided.remove)
-            record_results(self.state, results, now)
-            await self.announce(Announcement("removed", tuple(results), dry_run=self.config.dry_run))
+        for why, instances in _by_reason(decided.newly_held).items():  # a shared client's outage: one warning
+            await self.announce(Announcement("held", instance=", ".join(instances), why=why))
+        if decided.released:
+            await self.announce(Announcement("released", instance=", ".join(sorted(decided.released))))
+        if decided.remove and not self.config.dry_run:
+            # Counted and saved before the request goes: a bot that dies while it waits still counts it.
+            record_requested(self.state, decided.remove, now)
         self.store["auto_cleanup"] = self.state.as_json()
         await self.save()
+        if decided.remove:
+            results = await self.remove(analysis, decided.remove)
+            await self.announce(Announcement("removed", tuple(results), dry_run=self.config.dry_run))
         self.last = decided
         return decided
 
@@ -253,7 +341,8 @@ class AutoCleaner:
         candidates = []
         if self.last is not None:
             for item in [*self.last.counting, *self.last.waiting]:
-                have = self.state.confirmations.get(item_key(item), 0)
+                found = self.state.confirmations.get(item_key(item))
+                have = found.count if found is not None else 0
                 runs = max(1, self.config.confirmations - have)
                 waiting = item in self.last.waiting
                 candidates.append({"instance": item["instance"], "download_id": item["download_id"],
@@ -262,7 +351,8 @@ class AutoCleaner:
                                    "removal_at": None if waiting else now + runs * self.check_interval,
                                    "waiting_for_next_hour": waiting})
         return {"config": self.config.as_dict(), "state": self.config.describe(),
-                "removed_this_hour": {i: n for i in self.state.removed if (n := self.state.removed_this_hour(i, now))},
+                "removed_this_hour": {i: n for i in self.state.removed
+                                      if (n := self.state.removed_this_hour(i, now, self.config))},
                 "held": dict(self.state.held), "candidates": candidates}
 
 

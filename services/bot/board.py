@@ -154,6 +154,18 @@ def kept_for_now(analysis: dict[str, Any], include_import_blocked: bool, include
     return [(title, items) for title, items in kept if items]
 
 
+def removal_consequences(candidates: list[dict[str, Any]], *, blocklist: bool, keep_private: bool) -> str:
+    """What removing these candidates does, as every preview says it before anyone confirms."""
+    words = ("Each is deleted from its download client and its release is blocklisted, so the *arr "
+             "searches for another." if blocklist else
+             "Each is deleted from its download client; the release is not blocklisted.")
+    if keep_private and any(item.get("private") for item in candidates):
+        words += " Private torrents are removed from the *arr only and keep seeding."
+    if any(item.get("recurring") for item in candidates):
+        words += " Recurring ones are always blocklisted, so the same release is never grabbed again."
+    return words
+
+
 def result_groups(results: list[dict[str, Any]], *, dry_run: bool) -> dict[str, list[dict[str, Any]]]:
     """A poller's RESULTs by outcome: removed, would (be removed: a dry run), skipped, failed."""
     groups: dict[str, list[dict[str, Any]]] = {"removed": [], "would": [], "skipped": [], "failed": []}

@@ -18,7 +18,8 @@ from common.settings import CLIENT_KINDS
 from common.version import VERSION
 from common.units import human_duration, human_size
 from services.bot.board import (BoardRow, auto_cleanup_candidates, auto_cleanup_line, board_rows, health_lines,
-                                kept_for_now, progress_bar, result_groups, unhealthy_services)
+                                kept_for_now, progress_bar, removal_consequences, result_groups,
+                                unhealthy_services)
 from services.bot.limits import DESCRIPTION, EMBEDS, TOTAL, clip, embed_length, fit_lines, fit_message, text_length
 
 RED = discord.Colour.red()
@@ -328,13 +329,7 @@ def cleanup_preview_embeds(analysis: dict[str, Any], *, include_import_blocked: 
         return fit_message([head])
     verb = "would be removed (dry run)" if dry_run else "would be removed"
     head = discord.Embed(title=f"Cleanup preview: {len(candidates)} download(s) {verb}", colour=ORANGE)
-    consequence = ("Each is deleted from its download client and its release is blocklisted, so the *arr "
-                   "searches for another." if blocklist else
-                   "Each is deleted from its download client; the release is not blocklisted.")
-    if keep_private and any(item.get("private") for item in candidates):
-        consequence += " Private torrents are removed from the *arr only and keep seeding."
-    if any(item.get("recurring") for item in candidates):
-        consequence += " Recurring ones are always blocklisted, so the same release is never grabbed again."
+    consequence = removal_consequences(candidates, blocklist=blocklist, keep_private=keep_private)
     if dry_run:
         consequence = "Dry run: the poller checks each one again and removes nothing."
     elif expires_in:

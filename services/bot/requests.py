@@ -45,7 +45,7 @@ class Services:
             return self.tracker
         endpoint = endpoint or self.settings.poller_endpoint_for_clients
         if endpoint not in self.pollers:
-            self.pollers[endpoint] = AsyncRequestClient("poller", endpoint, self.settings.removal_timeout_seconds,
+            self.pollers[endpoint] = AsyncRequestClient("poller", endpoint, self.settings.removal_wait_seconds,
                                                         self.context, self.settings.curve)
         return self.pollers[endpoint]
 

@@ -69,7 +69,8 @@ def items_table(title: str, items: list[dict[str, Any]], *, result: bool = False
     if result:
         table.add_column("result")
     for item in items:
-        cells = [item["instance"], item["title"], f"{progress_bar(item['progress'], 8)} {item['progress']:.1f}%",
+        title = item["title"] + (" (private torrent)" if item.get("private") else "")
+        cells = [item["instance"], title, f"{progress_bar(item['progress'], 8)} {item['progress']:.1f}%",
                  human_size(item["size"]), human_duration(item["stalled_minutes"]), item["reason"]]
         if result:
             cells.append(f"{item['result']}: {item['detail']}")

@@ -35,8 +35,8 @@ class ArrClient:
         self.session.headers.update({"X-Api-Key": instance.api_key, "Accept": "application/json"})
         self.api_root = f"{instance.url}/api/{instance.api_version}"
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        response = send(self.session, method, f"{self.api_root}/{path}", timeout=self.timeout,
+    def _call(self, method: str, path: str, timeout: float | None = None, **kwargs: Any) -> requests.Response:
+        response = send(self.session, method, f"{self.api_root}/{path}", timeout=timeout or self.timeout,
                         where=self.instance.url, error=ArrError, **kwargs)
         if response.status_code in (401, 403):
             raise ArrError("unauthorized", f"{self.instance.url} refused the API key (HTTP {response.status_code})")
@@ -94,28 +94,33 @@ class ArrClient:
         return list(normalised.values()), complete
 
     def remove(self, queue_ids: list[int], *, remove_from_client: bool, blocklist: bool,
-               skip_redownload: bool) -> tuple[bool, str]:
-        """Delete these queue records, and (remove_from_client) their download in the client.
+               skip_redownload: bool, timeout: float) -> tuple[bool, str]:
+        """Delete these queue records, and (remove_from_client) their download in the client, waiting up to
+        `timeout` for the answer: the *arr removes the download from its client before it answers.
 
-        Returns (whether anything was removed, the *arr's answer in words).
+        Returns (whether anything was removed, the *arr's answer in words). No answer raises ArrError
+        with `unanswered` set (the *arr may still carry it out). No record is named in two DELETEs: a bulk
+        DELETE refused because a record is gone (the *arr removes nothing then) is not sent again one by one.
         """
         params = {name: "true" if flag else "false" for name, flag in (
             ("removeFromClient", remove_from_client), ("blocklist", blocklist), ("skipRedownload", skip_redownload))}
-        response = self._call("DELETE", "queue/bulk", params=params, json={"ids": queue_ids})
+        response = self._call("DELETE", "queue/bulk", timeout=timeout, params=params, json={"ids": queue_ids})
         if response.status_code == 200:
             return True, f"DELETE queue/bulk ({len(queue_ids)} records): HTTP 200"
-        if response.status_code not in (404, 405):
+        if response.status_code == 404:
+            return False, "DELETE queue/bulk: HTTP 404 (a record left the queue meanwhile; nothing was removed)"
+        if response.status_code != 405:
             raise ArrError("bad_response", f"{self.instance.url} answered HTTP {response.status_code} to the removal")
-        # An older server without the bulk endpoint, or a record gone meanwhile (bulk is all-or-404): one by one.
+        # An older server without the bulk endpoint: one by one.
         answers = []
         for queue_id in queue_ids:
-            single = self._call("DELETE", f"queue/{queue_id}", params=params)
+            single = self._call("DELETE", f"queue/{queue_id}", timeout=timeout, params=params)
             if single.status_code not in (200, 404):
                 raise ArrError("bad_response", f"{self.instance.url} answered HTTP {single.status_code} "
                                                f"to the removal of queue record {queue_id}")
             answers.append(single.status_code)
         words = ", ".join(f"{queue_id}: HTTP {code}" for queue_id, code in zip(queue_ids, answers))
-        return 200 in answers, f"DELETE queue/bulk: HTTP {response.status_code}; one by one: {words}"
+        return 200 in answers, f"DELETE queue/bulk: HTTP 405; one by one: {words}"
 
     def close(self) -> None:
         self.session.close()

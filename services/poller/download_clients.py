@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from common.downloads import CLIENT_UNREACHABLE
 from common.settings import DownloadClientConfig
 from common.torrent_clients import ClientError, QBittorrentApi, TransmissionApi
+from services.poller.normalize import MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,17 @@ TRANSMISSION_FIELDS = ["hashString", "status", "error", "errorString", "haveVali
                        "metadataPercentComplete", "isPrivate", "labels"]
 
 
+def _number(value: Any) -> int | None:
+    """A count a client sent, or None when it is not one: not a number, negative, not finite, or beyond what
+    msgpack and SQLite carry (SPEC section 6)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_BYTES:
+        return None  # NaN fails the comparison too
+    return int(value)
+
+
 def _count(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 0
+    """A count where an unreadable one means none (speeds, peers)."""
+    return _number(value) or 0
 
 
 def _metadata_fraction(torrent: dict[str, Any]) -> float:
@@ -55,10 +65,14 @@ def _metadata_fraction(torrent: dict[str, Any]) -> float:
 
 
 def _figures(config: DownloadClientConfig, state: str, client_state: str, downloaded: Any, size: Any,
-             speed: Any, last_activity: Any, seeds: Any, peers: Any, private: Any) -> dict[str, Any]:
-    size = _count(size)
+             speed: Any, last_activity: Any, seeds: Any, peers: Any, private: Any) -> dict[str, Any] | None:
+    """The client's figures for one torrent; None when its bytes cannot be read: then the *arr's figures
+    stand for it, rather than bytes the client never said (a torrent at 0 would look stalled)."""
+    size, done = _number(size), _number(downloaded)
+    if size is None or done is None:
+        return None
     return {"name": config.name, "kind": config.kind, "state": state, "client_state": client_state,
-            "downloaded": min(_count(downloaded), size), "size": size, "download_speed": _count(speed),
+            "downloaded": min(done, size), "size": size, "download_speed": _count(speed),
             "last_activity": float(last_activity) if _count(last_activity) else None,
             "seeds": _count(seeds), "peers": _count(peers),
             "private": private if isinstance(private, bool) else None}
@@ -87,12 +101,12 @@ class QBittorrentReader:
         found = {}
         for torrent in torrents:
             info_hash = str(torrent.get("hash", "")).upper() if isinstance(torrent, dict) else ""
-            if info_hash in hashes:
-                found[info_hash] = self._figures(info_hash, torrent)
+            if info_hash in hashes and (figures := self._figures(info_hash, torrent)) is not None:
+                found[info_hash] = figures
         self._private = {h: flag for h, flag in self._private.items() if h in found}
         return found
 
-    def _figures(self, info_hash: str, torrent: dict[str, Any]) -> dict[str, Any]:
+    def _figures(self, info_hash: str, torrent: dict[str, Any]) -> dict[str, Any] | None:
         raw_state = str(torrent.get("state", ""))
         return _figures(self.config, QBITTORRENT_STATES.get(raw_state, "unknown"), raw_state,
                         torrent.get("completed"), torrent.get("size"), torrent.get("dlspeed"),
@@ -134,9 +148,10 @@ class TransmissionReader:
         torrents = answer.get("torrents")
         if not isinstance(torrents, list):
             raise ClientError("bad_response", f"{self.api.where} answered torrent-get without torrents")
-        return {str(t.get("hashString", "")).upper(): self._figures(t) for t in torrents if isinstance(t, dict)}
+        found = {str(t.get("hashString", "")).upper(): self._figures(t) for t in torrents if isinstance(t, dict)}
+        return {info_hash: figures for info_hash, figures in found.items() if figures is not None}
 
-    def _figures(self, torrent: dict[str, Any]) -> dict[str, Any]:
+    def _figures(self, torrent: dict[str, Any]) -> dict[str, Any] | None:
         status = torrent.get("status")
         raw_state = TRANSMISSION_STATUS[status] if isinstance(status, int) and 0 <= status < 7 else "unknown"
         done = torrent.get("leftUntilDone") == 0 and _metadata_fraction(torrent) == 1

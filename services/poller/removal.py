@@ -82,12 +82,19 @@ class RemovalMode:
 
 
 class RemovalMemory:
-    """Which downloads this poller removed, read back from the audit log at start.
+    """Which downloads this poller removed, and which queue records it named in a DELETE, read back
+    from the audit log at start.
 
     Each snapshot tells the tracker what was removed of its instance in the last
     NOTICE_SECONDS (`notices`), so the tracker records the outcome "removed" even when a
-    snapshot is lost while it is away. Poll threads read while the main thread adds: the
-    counter's single operations are atomic under the GIL; the notices take a lock.
+    snapshot is lost while it is away.
+
+    A queue record named in a DELETE that succeeded or got no answer is never named in another
+    (SPEC section 4): the *arr may still be removing it. It is forgotten once a complete read of
+    the queue no longer lists it; a download that comes back later is new records.
+
+    Poll threads read while the main thread adds: the counter's single operations are atomic
+    under the GIL; the notices and the named records take a lock.
     """
 
     def __init__(self, audit: AuditLog, clock: Clock) -> None:
@@ -95,15 +102,37 @@ class RemovalMemory:
         self._lock = threading.Lock()
         self._removed: Counter[tuple[str, str]] = Counter()
         self._notices: list[tuple[str, dict[str, Any]]] = []
+        self._named: dict[tuple[str, int], float] = {}  # (instance, queue id) -> when a DELETE named it
         horizon = clock.now() - NOTICE_SECONDS
+        deleting: dict[tuple[Any, Any], dict[str, Any]] = {}  # a DELETE's intent line, until its outcome
         for entry in audit.entries():
-            if entry.get("result") != "removed" or not isinstance(entry.get("instance"), str) \
-                    or not isinstance(entry.get("download_id"), str):
+            if not isinstance(entry.get("instance"), str) or not isinstance(entry.get("download_id"), str):
                 continue
-            self._removed[(entry["instance"], entry["download_id"].upper())] += 1
             at = _timestamp(entry.get("time"))
+            result, request = entry.get("result"), (entry.get("request_id"), entry["download_id"])
+            if result == "removing":
+                deleting[request] = entry
+            elif result in ("removed", "unknown"):  # the DELETE took effect, or may yet
+                intent = deleting.pop(request, None)
+                if intent is not None and at is not None and at >= horizon:
+                    self._name(intent)
+            else:
+                deleting.pop(request, None)
+            if result == "removed":
+                self._removed[(entry["instance"], entry["download_id"].upper())] += 1
+                if at is not None and at >= horizon:
+                    self._notices.append((entry["instance"], _notice(entry, at)))
+        for intent in deleting.values():  # the poller stopped during the DELETE: its outcome is unknown
+            at = _timestamp(intent.get("time"))
             if at is not None and at >= horizon:
-                self._notices.append((entry["instance"], _notice(entry, at)))
+                self._name(intent)
+
+    def _name(self, intent: dict[str, Any]) -> None:
+        ids = intent.get("delete_ids")
+        at = _timestamp(intent.get("time")) or 0.0
+        for queue_id in ids if isinstance(ids, list) else ():
+            if isinstance(queue_id, int):
+                self._named[(intent["instance"], queue_id)] = at
 
     def count(self, instance: str, download_id: str | None) -> int:
         return self._removed.get((instance, download_id.upper()), 0) if download_id else 0
@@ -124,6 +153,32 @@ class RemovalMemory:
         """Mark each record with how often its download was removed before."""
         for record in records:
             record["removed_before"] = self.count(instance, record["download_id"])
+
+    # --- queue records named in a DELETE ---------------------------------------------------------
+    def naming(self, instance: str, queue_ids: list[int]) -> None:
+        """These records are about to be named in a DELETE."""
+        now = self.clock.now()
+        with self._lock:
+            self._named.update({(instance, queue_id): now for queue_id in queue_ids})
+
+    def unnamed(self, instance: str, queue_ids: list[int]) -> None:
+        """The *arr refused that DELETE: it removed none of these records."""
+        with self._lock:
+            for queue_id in queue_ids:
+                self._named.pop((instance, queue_id), None)
+
+    def named_at(self, instance: str, queue_ids: list[int]) -> float | None:
+        """When a DELETE named one of these records, or None when none was."""
+        with self._lock:
+            times = [self._named[(instance, q)] for q in queue_ids if (instance, q) in self._named]
+        return min(times) if times else None
+
+    def read_whole_queue(self, instance: str, records: list[dict[str, Any]]) -> None:
+        """A complete read of the instance's queue: the named records it no longer lists are gone."""
+        listed = {record["id"] for record in records}
+        with self._lock:
+            self._named = {(name, queue_id): at for (name, queue_id), at in self._named.items()
+                           if name != instance or queue_id in listed}
 
 
 def _notice(entry: dict[str, Any], at: float) -> dict[str, Any]:
@@ -174,16 +229,23 @@ def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: Removal
 
 
 class Remover:
-    """Executes "remove" requests against the poller's instances."""
+    """Executes "remove" requests against the poller's instances.
+
+    A request has REMOVAL_TIMEOUT_SECONDS from its arrival (SPEC section 4): each DELETE may wait
+    for its answer up to what is left of them, and none starts once they are spent, so the sender,
+    which waits that long and a little more, always gets the answer.
+    """
 
     def __init__(self, clients: dict[str, ArrClient], policy: RemovalPolicy, audit: AuditLog,
-                 clock: Clock, download_clients: DownloadClients, memory: RemovalMemory) -> None:
+                 clock: Clock, download_clients: DownloadClients, memory: RemovalMemory,
+                 removal_timeout: float = 60.0) -> None:
         self.clients = clients
         self.policy = policy
         self.audit = audit
         self.clock = clock
         self.download_clients = download_clients
         self.memory = memory
+        self.removal_timeout = removal_timeout
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +253,9 @@ class Remover:
         if request_id in self._answers:
             log.info("removal request %s was already answered; returning the same answer", request_id)
             return self._answers[request_id]
-        late = self.clock.now() - request["expires_at"]
+        now = self.clock.now()
+        late = now - request["expires_at"]
+        deadline = now + self.removal_timeout
         by_instance: dict[str, list[dict]] = defaultdict(list)
         for item in request["downloads"]:
             by_instance[item["instance"]].append(item)
@@ -201,54 +265,77 @@ class Remover:
                 detail = f"request expired {late:.0f}s before it reached the poller; nothing was done"
                 results.extend(self._decided(request, item, "skipped", detail) for item in items)
             else:
-                results.extend(self._remove_from(instance, items, request))
+                results.extend(self._remove_from(instance, items, request, deadline))
         answer = {"request_id": request_id, "results": results}
         self._answers[request_id] = answer
         while len(self._answers) > REMEMBERED_REQUESTS:
             self._answers.popitem(last=False)
         return answer
 
-    def _remove_from(self, instance: str, items: list[dict], request: dict) -> list[dict]:
+    def _read_queue(self, client: ArrClient) -> dict[str, list[dict]]:
+        """The instance's queue now, by download; ArrError when it cannot be read."""
+        queue, complete = client.fetch_queue()
+        if complete:
+            self.memory.read_whole_queue(client.instance.name, queue)
+        current: dict[str, list[dict]] = defaultdict(list)
+        for record in queue:
+            current[download_key(record)].append(record)
+        return current
+
+    def _remove_from(self, instance: str, items: list[dict], request: dict, deadline: float) -> list[dict]:
         client = self.clients.get(instance)
         if client is None:
             return [self._decided(request, item, "failed", f"instance {instance!r} is not configured on this poller")
                     for item in items]
         try:
-            queue, _ = client.fetch_queue()
+            current = self._read_queue(client)
         except ArrError as exc:
             return [self._decided(request, item, "failed", f"could not read the queue again: {exc.reason}")
                     for item in items]
-        current: dict[str, list[dict]] = defaultdict(list)
-        for record in queue:
-            current[download_key(record)].append(record)
         # Fresh client evidence for what may be removed, every private flag asked for.
         wanted = [record for item in items for record in current.get(item["download_id"], ())]
         self.download_clients.annotate(wanted, private_lookups=None)
         results = []
         for item in items:
             records = current.get(item["download_id"], [])
-            why_not = recheck(item, records, self.policy, request["include_import_blocked"],
-                              request.get("include_slow", False))
+            queue_ids = sorted(record["id"] for record in records)
+            why_not = (recheck(item, records, self.policy, request["include_import_blocked"],
+                               request.get("include_slow", False))
+                       or self._named_before(instance, queue_ids))
             if why_not is not None:
                 results.append(self._decided(request, item, "skipped", why_not))
                 continue
-            queue_ids = sorted(record["id"] for record in records)
             mode = RemovalMode.choose(records, self.policy, self.memory.count(instance, item["download_id"]))
             if request["dry_run"]:
                 # In the reply a dry run's "would remove" is a skip: nothing was removed (its detail says why).
                 results.append(self._decided(request, item, "dry_run", f"dry run: would remove {len(queue_ids)} "
                                                                         f"queue record(s) {mode.describe(instance)}"))
                 continue
-            results.append(self._remove_one(client, request, item, queue_ids, mode))
+            results.append(self._remove_one(client, request, item, queue_ids, mode, deadline))
         return results
 
+    def _named_before(self, instance: str, queue_ids: list[int]) -> str | None:
+        """Why these records may not be named in a DELETE again, or None."""
+        named_at = self.memory.named_at(instance, queue_ids)
+        if named_at is None:
+            return None
+        if self.clock.now() - named_at < 2 * self.removal_timeout:
+            return "a removal of it is still in progress"
+        when = datetime.fromtimestamp(named_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return (f"discarr asked {instance} to remove it at {when} and {instance} still lists it: "
+                f"remove it in {instance} by hand")
+
     def _remove_one(self, client: ArrClient, request: dict, item: dict, queue_ids: list[int],
-                    mode: RemovalMode) -> dict:
+                    mode: RemovalMode, deadline: float) -> dict:
         """Audit the intent, then remove; a removal whose intent cannot be audited is not executed."""
         instance = item["instance"]
+        left = deadline - self.clock.now()
+        if left <= 0:
+            return self._decided(request, item, "failed", f"the request's {self.removal_timeout:g}s were spent on "
+                                                          "the removals before it; nothing was done")
         intent = f"removing {len(queue_ids)} queue record(s) {mode.describe(instance)}"
         try:
-            self.audit.append(self._audit_line(request, item, "removing", intent))
+            self.audit.append(self._audit_line(request, item, "removing", intent, delete_ids=queue_ids))
         except OSError as exc:
             log.error("audit log %s cannot be written (%s): nothing is removed", self.audit.path, exc.strerror or exc)
             return self._result(item, "failed", f"the audit log cannot be written ({exc.strerror or exc}); "
@@ -259,15 +346,37 @@ class Remover:
                 self.download_clients.tag(mode.kept_in, item["download_id"], KEPT_TAG)
             except ClientError as exc:
                 tag_failure = f" (tagging it failed: {exc.reason})"
+        self.memory.naming(instance, queue_ids)
         try:
             removed, answer = client.remove(queue_ids, remove_from_client=mode.remove_from_client,
-                                            blocklist=mode.blocklist, skip_redownload=mode.skip_redownload)
+                                            blocklist=mode.blocklist, skip_redownload=mode.skip_redownload,
+                                            timeout=min(self.removal_timeout, left))
         except ArrError as exc:
+            if exc.unanswered:
+                return self._unanswered(client, request, item, mode, exc)
+            self.memory.unnamed(instance, queue_ids)
             return self._decided(request, item, "failed", exc.reason)
         if not removed:
-            return self._decided(request, item, "skipped", "no longer in the queue", answer)
+            self.memory.unnamed(instance, queue_ids)
+            return self._decided(request, item, "skipped", "no longer in the queue as it was: nothing was removed",
+                                 answer)
         self.memory.add(item, request["requested_by"])
         return self._decided(request, item, "removed", f"removed {mode.describe(instance)}{tag_failure}", answer)
+
+    def _unanswered(self, client: ArrClient, request: dict, item: dict, mode: RemovalMode, exc: ArrError) -> dict:
+        """A DELETE without an answer: its outcome is unknown until the queue is read again."""
+        instance = item["instance"]
+        self._decided(request, item, "unknown", f"{exc.reason}; the *arr may still remove it")
+        try:
+            gone = item["download_id"] not in self._read_queue(client)
+        except ArrError:
+            gone = False
+        if gone:
+            self.memory.add(item, request["requested_by"])
+            return self._decided(request, item, "removed", f"removed {mode.describe(instance)} (the *arr answered "
+                                                           "late; it is gone from the queue)")
+        return self._decided(request, item, "failed", f"{instance} did not answer the removal ({exc.reason}); "
+                                                      "it may still remove it: no other removal of it is sent")
 
     def _decided(self, request: dict, item: dict, result: str, detail: str, answer: str | None = None) -> dict:
         """One decision: its audit line written (and fsynced) now, before anything else is done."""
@@ -283,8 +392,8 @@ class Remover:
         return dict(item, result="skipped" if result == "dry_run" else result, detail=detail)
 
     def _audit_line(self, request: dict, item: dict, result: str, detail: str,
-                    answer: str | None = None) -> dict[str, Any]:
-        return {
+                    answer: str | None = None, delete_ids: list[int] | None = None) -> dict[str, Any]:
+        line = {
             "time": datetime.fromtimestamp(self.clock.now(), timezone.utc).isoformat(),
             "request_id": request["request_id"], "requested_by": request["requested_by"],
             "dry_run": request["dry_run"], "instance": item["instance"], "title": item["title"],
@@ -292,3 +401,6 @@ class Remover:
             "reason": item["reason"], "evidence": item.get("evidence"), "result": result, "detail": detail,
             "arr_response": answer,
         }
+        if delete_ids is not None:  # the records the DELETE names: never named in another (RemovalMemory)
+            line["delete_ids"] = delete_ids
+        return line

@@ -57,6 +57,8 @@ def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any], downl
     try:
         records: list | None
         records, complete = client.fetch_queue()
+        if complete:
+            memory.read_whole_queue(client.instance.name, records)
         health = {"state": "ok", "error": None}
         clients = download_clients.annotate(records)
         memory.stamp(client.instance.name, records)
@@ -130,7 +132,8 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
     # Removals use their own HTTP sessions: a requests.Session is not shared across threads.
     remover = Remover({i.name: ArrClient(i, settings.request_timeout_seconds) for i in settings.instances},
                       RemovalPolicy.from_settings(settings), audit, clock,
-                      DownloadClients(settings.download_clients, settings.request_timeout_seconds), memory)
+                      DownloadClients(settings.download_clients, settings.request_timeout_seconds), memory,
+                      settings.removal_timeout_seconds)
     with service_context(settings.curve) as context:
         commands = bind(context, zmq.REP, settings.poller_command_endpoint, "poller", settings.curve)
         # IMMEDIATE: queue nothing for a tracker that is not there.

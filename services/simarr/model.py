@@ -34,7 +34,7 @@ STATES = ("downloading", "stalled", "paused", "queued", "metadata", "failed",
           "import_blocked", "post_processing", "completed", "client_unavailable", "error_status")
 IMPORTED = "imported"  # a state for script phases and updates: the download leaves the queue
 PROTOCOLS = ("torrent", "usenet")
-FAULT_MODES = ("none", "down", "slow", "401", "500", "garbage", "html", "missing_fields", "pages_move")
+FAULT_MODES = ("none", "down", "slow", "slow_delete", "401", "500", "garbage", "html", "missing_fields", "pages_move")
 REQUEST_LOG_LIMIT = 10_000
 
 API_VERSION = {"sonarr": "v3", "radarr": "v3", "lidarr": "v1", "readarr": "v1"}

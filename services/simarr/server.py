@@ -203,7 +203,8 @@ def _api_reply(instance: SimInstance, method: str, path: str, query: dict[str, s
     mode = instance.fault_mode
     if mode == "down" or instance.asleep():
         return Reply(0, drop=True)
-    if mode == "slow":
+    if mode == "slow" or (mode == "slow_delete" and method == "DELETE"):
+        # slow_delete: the *arr removes the download from its client before it answers, and lists it meanwhile.
         time.sleep(instance.fault_delay)
     elif mode == "401":
         return Reply(401)

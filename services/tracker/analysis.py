@@ -59,6 +59,8 @@ class Finding(NamedTuple):
             "removed_before": first.removed_before,
             "recurring": first.removed_before > 0,
             "withheld": history.withheld,
+            "client_name": history.client_name,  # the download client it is in, as outages group downloads
+            "observed_at": history.last_seen,    # its latest snapshot: a confirmation needs a newer one
             "evidence": {
                 "source": "queue" if client is None else client.name,
                 "since": self.stalled_from,
@@ -144,7 +146,8 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
     if history.activity == "failed":
         state = history.first.tracked_state or history.first.status
         return settled("inactive", _recurring(history, f"{history.instance} marked it failed ({state})"))
-    if history.error_since is not None and history.activity != "attention":
+    # Finished wins over an error: the *arr warns about the import while the client unpacks.
+    if history.error_since is not None and history.activity not in ("attention", "finished"):
         errored = history.counted_seconds(history.error_since, now)
         if errored >= config.threshold_s:
             return settled("inactive", _recurring(history, f"{history.instance} has reported an error for "

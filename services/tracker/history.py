@@ -107,6 +107,13 @@ class DownloadHistory:
     def records(self) -> tuple[StoredRecord, ...]:
         return (self.first, *self.more)
 
+    @property
+    def client_name(self) -> str:
+        """The download client it is in, as the outage guard groups downloads (SPEC section 3): the client
+        discarr reads itself when it matched the download there, else the *arr's name for it."""
+        first = self.first
+        return first.client.name if first.client is not None else first.download_client or "unknown"
+
     def measured(self) -> tuple[int, int, int, float]:
         """(size, sizeleft, downloaded, progress) of the latest records (common.downloads.measure)."""
         return measure_sizes([record.sizes() for record in self.records] if self.more else [self.first.sizes()])

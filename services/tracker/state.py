@@ -59,10 +59,13 @@ class InstanceState:
 
 @dataclass
 class Outage:
-    """A download client whose active downloads all stopped moving together: their clocks are held."""
+    """A download client whose active downloads all stopped moving together: their clocks are held.
+
+    One client whichever *arr sent the download there (a Sonarr and a Radarr on one qBittorrent):
+    its downloads are those of every instance of one poller that name it."""
 
     since: float
-    held: set[str]  # the download keys whose clocks it holds
+    held: set[tuple[str, str]]  # the (instance, download key) pairs whose clocks it holds
 
 
 class Tracker:
@@ -74,7 +77,7 @@ class Tracker:
         self.instances: dict[str, InstanceState] = {}
         # instance -> download key -> history; one instance's snapshot replaces only its own dict.
         self.downloads: dict[str, dict[str, DownloadHistory]] = {}
-        self.outages: dict[tuple[str, str], Outage] = {}  # (instance, download client) -> its outage
+        self.outages: dict[tuple[str, str], Outage] = {}  # (poller, download client) -> its outage
         self.download_clients: dict[str, dict[str, Any]] = {}  # name -> its latest health, as a poller saw it
         self.observed_until = 0.0  # the latest observation: a clock that steps back counts no time
         self.ingesting: dict[str, Any] | None = None  # the snapshot being ingested in slices, and how far
@@ -208,48 +211,57 @@ class Tracker:
                        now: float) -> list[DownloadHistory]:
         """Hold the clocks of a download client whose active downloads all stopped moving together.
 
-        "Stopped" is judged over a window (`DetectionConfig.stop_window_s`), never a single poll:
-        the *arrs refresh their figures only about once a minute. Returns the downloads whose
-        clocks it released (those it holds were all observed at `now`).
+        A client's downloads are the active ones of every instance of this snapshot's poller that
+        name it (`DownloadHistory.client_name`): a Sonarr and a Radarr on one qBittorrent lose
+        their downloads together when its VPN drops. "Stopped" is judged over a window
+        (`DetectionConfig.stop_window_s`), never a single poll: the *arrs refresh their figures
+        only about once a minute. Returns the downloads whose clocks it released (those it holds
+        were all observed at or before `now`).
         """
+        poller = self.instances[instance].poller
+        seen_now = {id(history) for history in observed}
+        by_client: dict[str, list[tuple[str, DownloadHistory]]] = defaultdict(list)
+        for name, state in self.instances.items():
+            if state.poller != poller:
+                continue
+            for history in self.downloads.get(name, {}).values():
+                # Another instance's downloads count as last observed; this one's only if observed now.
+                if history.activity == "active" and (name != instance or id(history) in seen_now):
+                    by_client[history.client_name].append((name, history))
         released: list[DownloadHistory] = []
-        by_client: dict[str, list[DownloadHistory]] = defaultdict(list)
-        for history in observed:
-            if history.activity == "active":
-                by_client[history.first.download_client or "unknown"].append(history)
-        histories = self.downloads.get(instance, {})
-        for (name, client), outage in list(self.outages.items()):
-            if name != instance:
+        for (owner, client), outage in list(self.outages.items()):
+            if owner != poller:
                 continue
             group = by_client.get(client, [])
-            left = outage.held - {history.key for history in group}
-            for key in left:  # unavailable, paused, gone, or no longer observed: no longer held
-                if key in histories:
-                    histories[key].release(now)
-                    released.append(histories[key])
+            left = outage.held - {(name, history.key) for name, history in group}
+            for name, key in left:  # unavailable, paused, gone, or no longer observed: no longer held
+                history = self.downloads.get(name, {}).get(key)
+                if history is not None:
+                    history.release(now)
+                    released.append(history)
             outage.held -= left
-            if not outage.held or any(history.moved for history in group):
-                released += self._end_outage(instance, client, now)
+            if not outage.held or any(history.moved for _, history in group):
+                released += self._end_outage(poller, client, now)
                 continue
-            for history in group:  # a download that joined the client meanwhile is held too
+            for name, history in group:  # a download that joined the client meanwhile is held too
                 history.hold(now)
-                outage.held.add(history.key)
+                outage.held.add((name, history.key))
         window = self.config.stop_window_s
         for client, group in by_client.items():
-            if (instance, client) in self.outages or any(history.quiet_s <= window for history in group):
+            if (poller, client) in self.outages or any(history.quiet_s <= window for _, history in group):
                 continue
-            together = [h for h in group if h.rose and h.quiet_s <= 2 * window + self.config.poll_s]
+            together = [h for _, h in group if h.rose and h.quiet_s <= 2 * window + self.config.poll_s]
             if len(together) >= OUTAGE_MIN_DOWNLOADS:
-                for history in group:
+                for _, history in group:
                     history.hold(now)
-                self.outages[(instance, client)] = Outage(now, {history.key for history in group})
+                self.outages[(poller, client)] = Outage(now, {(name, history.key) for name, history in group})
         return released
 
-    def _end_outage(self, instance: str, client: str, now: float) -> list[DownloadHistory]:
+    def _end_outage(self, poller: str, client: str, now: float) -> list[DownloadHistory]:
         """An outage ends, and every clock it held is released; returns those downloads."""
-        outage = self.outages.pop((instance, client))
-        histories = self.downloads.get(instance, {})
-        released = [histories[key] for key in outage.held if key in histories]
+        outage = self.outages.pop((poller, client))
+        released = [history for name, key in outage.held
+                    if (history := self.downloads.get(name, {}).get(key)) is not None]
         for history in released:
             history.release(now)
         return released
@@ -285,9 +297,14 @@ class Tracker:
                 for _, c in sorted(self.download_clients.items())]
 
     def outage_report(self) -> list[dict[str, Any]]:
-        return [{"instance": instance, "download_client": client, "since": outage.since,
-                 "downloads": sorted(outage.held)}
-                for (instance, client), outage in sorted(self.outages.items())]
+        """One entry per instance an outage touches, naming every instance it touches."""
+        report = []
+        for (poller, client), outage in sorted(self.outages.items()):
+            instances = sorted({name for name, _ in outage.held})
+            report += [{"instance": instance, "download_client": client, "poller": poller, "since": outage.since,
+                        "instances": instances, "downloads": sorted(key for name, key in outage.held if name == instance)}
+                       for instance in instances]
+        return report
 
     def check(self, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
         """The queue as the tracker sees it: `limit` downloads from `offset` (every one without a limit),

@@ -2,14 +2,15 @@
 
 Pure storage and queries: the tracker hands over finished stays as `Outcome`s and
 asks `stats()` for the per-indexer / client / instance / group summary. The tracker
-is the only writer. Nothing here is ever fatal to it: a file that is not ours is set
-aside and replaced, and a disk that refuses a write keeps the rows queued in memory
-until a later flush succeeds.
+is the only writer. Nothing here is ever fatal to it: a file that is not ours, or whose
+pages are damaged, is set aside and replaced; a disk that refuses a write keeps the rows
+queued in memory until a later flush succeeds; a number SQLite cannot hold is stored empty.
 """
 from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -19,9 +20,10 @@ import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class Outcome:
 
 
 COLUMNS = tuple(field.name for field in fields(Outcome))
-NULLABLE = {"release_group", "indexer", "download_client", "protocol", "category", "mean_speed_bps"}
+# The numbers are nullable from schema version 3 on: one out of SQLite's range is stored empty.
+NULLABLE = {"release_group", "indexer", "download_client", "protocol", "category", "size", "longest_stall_s",
+            "mean_speed_bps", "recurred"}
 TEXT = {"instance", "download_id", "title", "release_group", "indexer", "download_client", "protocol", "outcome",
         "category"}
 INTEGER = {"size", "recurred"}
@@ -87,10 +91,48 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX outcomes_client ON outcomes (download_client, last_seen)",
         "CREATE INDEX outcomes_group ON outcomes (release_group, last_seen)",
     ),
+    (  # version 3: the numbers may be empty (one out of SQLite's range is stored so, never lost). SQLite
+       # cannot drop NOT NULL in place: the table is rebuilt, its key and indexes with it.
+        """CREATE TABLE outcomes_v3 (
+            instance        TEXT    NOT NULL,
+            download_id     TEXT    NOT NULL,
+            title           TEXT    NOT NULL,
+            release_group   TEXT,
+            indexer         TEXT,
+            download_client TEXT,
+            protocol        TEXT,
+            size            INTEGER DEFAULT 0,
+            first_seen      REAL    NOT NULL,
+            last_seen       REAL    NOT NULL,
+            outcome         TEXT    NOT NULL,
+            category        TEXT,
+            automatic       INTEGER NOT NULL DEFAULT 0,
+            was_stuck       INTEGER NOT NULL DEFAULT 0,
+            was_inactive    INTEGER NOT NULL DEFAULT 0,
+            was_slow        INTEGER NOT NULL DEFAULT 0,
+            longest_stall_s REAL    DEFAULT 0,
+            mean_speed_bps  REAL,
+            recurred        INTEGER DEFAULT 0,
+            PRIMARY KEY (instance, download_id, first_seen)
+        )""",
+        """INSERT INTO outcomes_v3 (instance, download_id, title, release_group, indexer, download_client, protocol,
+            size, first_seen, last_seen, outcome, category, automatic, was_stuck, was_inactive, was_slow,
+            longest_stall_s, mean_speed_bps, recurred)
+        SELECT instance, download_id, title, release_group, indexer, download_client, protocol,
+            size, first_seen, last_seen, outcome, category, automatic, was_stuck, was_inactive, was_slow,
+            longest_stall_s, mean_speed_bps, recurred FROM outcomes""",
+        "DROP TABLE outcomes",
+        "ALTER TABLE outcomes_v3 RENAME TO outcomes",
+        "CREATE INDEX outcomes_last_seen ON outcomes (last_seen)",
+        "CREATE INDEX outcomes_indexer ON outcomes (indexer, last_seen)",
+        "CREATE INDEX outcomes_client ON outcomes (download_client, last_seen)",
+        "CREATE INDEX outcomes_group ON outcomes (release_group, last_seen)",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 # The columns each version must have, to tell our file from another app's.
-COLUMNS_AT = {2: set(COLUMNS), 1: set(COLUMNS) - {"was_slow", "recurred"}}
+COLUMNS_AT = {3: set(COLUMNS), 2: set(COLUMNS), 1: set(COLUMNS) - {"was_slow", "recurred"}}
+INT64 = range(-2**63, 2**63)  # what an SQLite INTEGER holds
 
 GROUPINGS = {"indexer": "indexer", "client": "download_client", "instance": "instance", "group": "release_group"}
 MAX_PENDING = 100_000  # rows kept in memory while the disk refuses them (~ a few dozen MB at most)
@@ -121,7 +163,8 @@ class StatsStore:
             for outcome in outcomes:
                 try:
                     self._pending.append(_row(outcome))
-                except (TypeError, ValueError) as exc:  # one bad row must not block every later flush
+                # One bad row must not block every later flush (ArithmeticError: e.g. int(Decimal("Infinity"))).
+                except (TypeError, ValueError, ArithmeticError) as exc:
                     log.warning("not recording outcome %r: %s", getattr(outcome, "download_id", outcome), exc)
             dropped = len(self._pending) - self._max_pending
             if dropped > 0:
@@ -131,23 +174,20 @@ class StatsStore:
                             self._max_pending, dropped)
 
     def flush(self) -> bool:
-        """Write what is queued in one transaction; False (rows kept) when the disk refuses."""
+        """Write what is queued in one transaction; False (rows kept) when the disk refuses. Never raises:
+        the tracker calls it from its main loop."""
         with self._lock:
             if not self._pending:
                 return True
             batch = list(self._pending)
-            placeholders = ", ".join("?" * len(COLUMNS))
             try:
-                db = self._connect()
-                with _transaction(db):
-                    # OR IGNORE: the same stay added again (a tracker restart) is not a new row.
-                    db.executemany(f"INSERT OR IGNORE INTO outcomes ({', '.join(COLUMNS)}) "
-                                   f"VALUES ({placeholders})", batch)
-            except (sqlite3.Error, OSError) as exc:
+                self._on_file(lambda db: _insert(db, batch))
+            except Exception as exc:  # whatever it is, the rows wait and the tracker goes on
                 self._disconnect()  # the next flush reopens from the path: the disk may be back
+                expected = isinstance(exc, (sqlite3.Error, OSError))
                 if not self._failing:
-                    log.warning("stats: cannot write %d outcomes to %s (%s); keeping them for the next flush",
-                                len(batch), self.path, exc)
+                    log.warning("stats: cannot write %d outcomes to %s (%s: %s); keeping them for the next flush",
+                                len(batch), self.path, type(exc).__name__, exc, exc_info=not expected)
                 else:
                     log.debug("stats: still cannot write to %s (%s)", self.path, exc)
                 self._failing = True
@@ -162,17 +202,13 @@ class StatsStore:
     def enforce_retention(self) -> int:
         """Delete rows whose last_seen is older than retention_days; the number deleted."""
         with self._lock:
-            self.flush()
             cutoff = self._now() - self.retention_days * 86400
             try:
-                db = self._connect()
-                with _transaction(db):
-                    deleted = db.execute("DELETE FROM outcomes WHERE last_seen < ?", (cutoff,)).rowcount
+                return self._flush_then(lambda db: _delete_before(db, cutoff))
             except (sqlite3.Error, OSError) as exc:
                 self._disconnect()
                 log.warning("stats: cannot apply retention to %s (%s); will retry", self.path, exc)
                 return 0
-            return deleted
 
     def close(self) -> None:
         with self._lock:
@@ -191,13 +227,13 @@ class StatsStore:
         if column is None:
             raise ValueError(f"unknown stats grouping {by!r}; choose one of: {', '.join(GROUPINGS)}")
         with self._lock:
-            self.flush()  # best effort, so what was just added is counted
-            cursor = self._connect().execute(
+            # Flushed first (best effort), so what was just added is counted.
+            selected = self._flush_then(lambda db: db.execute(
                 f"SELECT {column}, outcome, was_stuck, was_inactive, was_slow, recurred, "
-                "last_seen - first_seen, mean_speed_bps FROM outcomes WHERE last_seen >= ?", (since,))
-            groups: dict[str, list[tuple]] = {}
-            for key, *rest in cursor:
-                groups.setdefault(key or "(none)", []).append(tuple(rest))
+                "last_seen - first_seen, mean_speed_bps FROM outcomes WHERE last_seen >= ?", (since,)).fetchall())
+        groups: dict[str, list[tuple]] = {}
+        for key, *rest in selected:
+            groups.setdefault(key or "(none)", []).append(tuple(rest))
         # Medians need every value of a group, so the grouping is done here, not in SQL.
         rows = []
         for key, members in groups.items():
@@ -211,7 +247,7 @@ class StatsStore:
                 "stuck": sum(bool(m[1]) for m in members),
                 "inactive": sum(bool(m[2]) for m in members),
                 "slow": sum(bool(m[3]) for m in members),
-                "recurring": sum(m[4] > 0 for m in members),
+                "recurring": sum((m[4] or 0) > 0 for m in members),  # an empty count: not known to recur
                 "stuck_or_removed": sum(bool(m[1]) or m[0] == "removed" for m in members),
                 "median_hours_to_complete": statistics.median(durations) if durations else None,
                 "median_speed_bps": statistics.median(speeds) if speeds else None,
@@ -229,9 +265,9 @@ class StatsStore:
             queued = sum(row[0] == instance and row[1] == download_id and row[outcome] == "removed"
                          for row in self._pending)
             try:
-                written = self._connect().execute(
+                written = self._on_file(lambda db: db.execute(
                     "SELECT COUNT(*) FROM outcomes WHERE instance = ? AND download_id = ? AND outcome = 'removed'",
-                    (instance, download_id)).fetchone()[0]
+                    (instance, download_id)).fetchone()[0])
             except (sqlite3.Error, OSError) as exc:
                 self._disconnect()
                 log.debug("stats: cannot read %s (%s)", self.path, exc)
@@ -239,6 +275,29 @@ class StatsStore:
             return queued + written
 
     # -- the file --------------------------------------------------------------------------
+
+    def _on_file(self, operation: Callable[[sqlite3.Connection], T], rewrite: list[tuple] | None = None) -> T:
+        """operation(db) on the file. When SQLite finds the file damaged, it is set aside and the operation
+        done again on a new one (after writing `rewrite` into it): a damaged file never breaks a command
+        for good."""
+        try:
+            return operation(self._connect())
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise
+            self._disconnect()
+            self._set_aside(f"damaged ({exc})")
+        if rewrite:
+            self._pending.extend(rewrite)
+            self.flush()
+        return operation(self._connect())
+
+    def _flush_then(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Flush (best effort), then `_on_file(operation)`. The rows this flush wrote into a file that the
+        operation then finds damaged go again into the new one: they were waiting in memory when this
+        call began, and must not go down with that file."""
+        batch = list(self._pending)
+        return self._on_file(operation, rewrite=batch if self.flush() else None)
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is not None:
@@ -265,7 +324,7 @@ class StatsStore:
             return None
         db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
         try:
-            return _foreign(db)
+            return _foreign(db) or _quick_check(db)
         except sqlite3.OperationalError:  # locked, unreadable disk: not the file's fault, keep it
             raise
         except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
@@ -294,7 +353,8 @@ class StatsStore:
 
 
 def _row(outcome: Outcome) -> tuple:
-    """The outcome as SQLite values, checked now so a bad one is refused by `add`, not by every flush."""
+    """The outcome as SQLite values, checked now so a bad one is refused by `add`, not by every flush.
+    A number SQLite cannot hold is stored empty; the row is refused only where a column needs it."""
     row = []
     for name in COLUMNS:
         value = getattr(outcome, name)
@@ -304,13 +364,32 @@ def _row(outcome: Outcome) -> tuple:
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be text, not {type(value).__name__}")
             row.append(value)
-        elif name in INTEGER:
-            row.append(int(value))
-        elif name in REAL:
-            row.append(float(value))
+        elif name in INTEGER or name in REAL:
+            number = _integer(value) if name in INTEGER else _real(value)
+            if number is None and name not in NULLABLE:  # a stay without its times: no period counts it
+                raise ValueError(f"{name} must be a finite number, not {value!r:.40}")
+            row.append(number)
         else:
             row.append(bool(value))
     return tuple(row)
+
+
+def _integer(value) -> int | None:
+    """value as an SQLite INTEGER, or None when it is infinite, NaN or beyond 64 bits."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    number = int(value)
+    return number if number in INT64 else None
+
+
+def _real(value) -> float | None:
+    """value as an SQLite REAL, or None when it is infinite or NaN (SQLite stores NaN as NULL anyway,
+    and an infinity would make a median, or the JSON of a stats answer, meaningless)."""
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the largest float
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _foreign(db: sqlite3.Connection) -> str | None:
@@ -325,6 +404,35 @@ def _foreign(db: sqlite3.Connection) -> str | None:
     if version < 0 or not COLUMNS_AT[version] <= columns:
         return f"not a discarr stats database (schema version {version} without its table)"
     return None
+
+
+def _quick_check(db: sqlite3.Connection) -> str | None:
+    """What PRAGMA quick_check finds wrong with the file's pages, or None when nothing. A damaged page
+    otherwise shows only when a query reaches it, after the file was kept as sound."""
+    [(result,)] = db.execute("PRAGMA quick_check(1)").fetchall()
+    return None if result == "ok" else f"damaged (quick_check: {' '.join(result.split())})"
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file itself is damaged or not a database; locked, read-only or full is not."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+: the (extended) result code
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    # Python 3.10: both codes raise the base class itself (as do only a few rare others, such as SQLITE_FORMAT);
+    # busy, locked, read-only, full and I/O errors raise OperationalError, a constraint IntegrityError.
+    return type(exc) is sqlite3.DatabaseError
+
+
+def _insert(db: sqlite3.Connection, batch: list[tuple]) -> None:
+    with _transaction(db):
+        # OR IGNORE: the same stay added again (a tracker restart) is not a new row.
+        db.executemany(f"INSERT OR IGNORE INTO outcomes ({', '.join(COLUMNS)}) "
+                       f"VALUES ({', '.join('?' * len(COLUMNS))})", batch)
+
+
+def _delete_before(db: sqlite3.Connection, cutoff: float) -> int:
+    with _transaction(db):
+        return db.execute("DELETE FROM outcomes WHERE last_seen < ?", (cutoff,)).rowcount
 
 
 def _migrate(db: sqlite3.Connection) -> None:
