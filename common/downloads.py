@@ -14,6 +14,9 @@ UNKNOWN_STATUS = "unknown"
 CLIENT_UNREACHABLE = "unreachable"
 # Client states in which a torrent is not downloading, whatever the *arr's last refresh said.
 CLIENT_NOT_DOWNLOADING = {"paused", "queued", "checking", "completed"}
+# Statuses (the *arr's, or the client's state) of a download someone put aside on purpose: never removed,
+# whatever error the *arr shows meanwhile.
+SET_ASIDE = {"paused", "queued", "delay"}
 FAILED_STATES = {"failed", "failedPending", "downloadFailed", "downloadFailedPending"}
 IMPORT_BLOCKED_STATES = {"importBlocked", "importFailed"}
 

@@ -190,3 +190,20 @@ def test_every_download_named_in_a_removal_request_counts_against_the_hour_whate
     assert list(decided.state.confirmations) == ["sonarr/D3"]
     later = decide(config, decided.state, [item(1), item(2), item(3)], check(), T0 + 600)
     assert later.remove == [] and ids(later.waiting) == ["D1", "D2", "D3"]
+
+
+def test_a_shared_client_whose_other_instance_does_not_answer_holds_its_candidates():
+    # Found by the household simulation: the VPN drops while Sonarr is not answering. Radarr's one download
+    # on the shared qBittorrent looks like a dead torrent; whether Sonarr's stopped too cannot be seen.
+    seen = check(active=0, instances=("sonarr", "radarr"), unhealthy=("sonarr",))
+    seen["downloads"] = [{"instance": "sonarr", "activity": "active", "client_name": "qBittorrent"},
+                         {"instance": "sonarr", "activity": "active", "client_name": "qBittorrent"},
+                         {"instance": "radarr", "activity": "active", "client_name": "qBittorrent"},
+                         {"instance": "radarr", "activity": "active", "client_name": "SABnzbd"}]
+    candidates = [item(1, "radarr", client_name="qBittorrent"), item(2, "radarr", client_name="SABnzbd")]
+    config = AutoConfig(frozenset({"stuck"}), confirmations=1)
+    decided = decide(config, AutoState(), candidates, seen, T0)
+    assert ids(decided.remove) == ["D2"]
+    assert decided.held["sonarr"].startswith("it is unreachable")
+    assert "radarr" not in decided.held  # only what shares the client waits
+    assert "radarr/D1" not in decided.state.confirmations  # confirmed anew once Sonarr answers

@@ -8,6 +8,7 @@ import json
 import os
 import threading
 import time
+from datetime import datetime, timezone
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -228,3 +229,31 @@ def test_what_was_removed_is_told_to_the_tracker_for_an_hour_even_across_a_resta
     assert [n["download_id"] for n in restarted.notices("sonarr")] == [HASH] and restarted.notices("radarr") == []
     first.clock.advance(3601)
     assert restarted.notices("sonarr") == []
+
+
+def test_a_delete_without_an_answer_is_remembered_across_any_restart_until_the_queue_drops_it(tmp_path):
+    # Found by the household simulation: a DELETE got no answer, the record stayed in the queue, and a poller
+    # restarted more than an hour later named it in a second DELETE.
+    clock = ManualClock(1_800_000_000.0)
+    audit = AuditLog(tmp_path / "removals.jsonl")
+    lost, done = (dict(ITEM, download_id=download_id, queue_ids=[queue_id])
+                  for download_id, queue_id in (("LOST", 11), ("DONE", 22)))
+    for item, outcomes in ((lost, ["unknown", "failed"]), (done, ["removed"])):
+        audit.append(audit_line(clock, item, "removing", delete_ids=item["queue_ids"]))
+        for outcome in outcomes:
+            audit.append(audit_line(clock, item, outcome))
+    clock.advance(2 * 3600)
+    memory = RemovalMemory(audit, clock)
+    assert memory.named_at("sonarr", [11]) == 1_800_000_000.0  # it may still be removed: never named again
+    assert memory.named_at("sonarr", [22]) is None  # removed long ago: a record listed again is a new one
+    memory.read_whole_queue("sonarr", [{"id": 22}])  # the queue no longer lists 11: it is gone, forgotten
+    assert memory.named_at("sonarr", [11]) is None
+
+
+ITEM = {"instance": "sonarr", "title": "Show", "category": "stuck", "reason": "no progress"}
+
+
+def audit_line(clock, item, result, **extra):
+    return {"time": datetime.fromtimestamp(clock.now(), timezone.utc).isoformat(), "request_id": "r1",
+            "requested_by": "auto", "instance": item["instance"], "download_id": item["download_id"],
+            "title": item["title"], "result": result, **extra}

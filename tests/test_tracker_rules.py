@@ -399,3 +399,25 @@ def test_a_finished_download_with_an_error_needs_attention_and_is_never_inactive
     assert found(tracker, "inactive") == [] and tracker.analyze(False)["candidates"] == []
     [attention] = tracker.progress({})["attention"]
     assert attention["attention"] == "not_imported" and "not imported" in attention["reason"]
+
+
+def test_an_error_on_a_download_that_still_moves_is_not_giving_up(tracker, clock):
+    # Found by the household simulation: the *arr shows an error (trackedDownloadStatus) while the download
+    # goes on at 2 MB/s. It has not given up on it: never inactive while it moves by the thresholds.
+    downloaded = 0
+    for _ in range(3 * THRESHOLD // POLL):
+        downloaded += 60 * MB
+        poll(tracker, clock, "sonarr", [record(1, "E", size=500 * GB, downloaded=downloaded, tracked_status="error")])
+        assert found(tracker, "inactive") == []
+    for _ in range(THRESHOLD // POLL + 1):  # then it stops, the error still shown: inactive after the threshold
+        poll(tracker, clock, "sonarr", [record(1, "E", size=500 * GB, downloaded=downloaded, tracked_status="error")])
+    assert found(tracker, "inactive") == ["E"]
+
+
+def test_a_paused_or_queued_download_with_an_error_is_never_inactive(tracker, clock):
+    for _ in range(3 * THRESHOLD // POLL):
+        poll(tracker, clock, "sonarr", [
+            record(1, "P", status="paused", tracked_status="error"),
+            record(2, "Q", status="queued", tracked_status="error"),
+            record(3, "C", tracked_status="error", client=client_figures(0, state="paused"))])
+    assert found(tracker, "inactive") == [] and tracker.analyze(False)["candidates"] == []

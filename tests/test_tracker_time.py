@@ -131,3 +131,40 @@ def test_a_gap_in_observations_is_held_for_every_download(tracker, clock):
     for _ in range(6):
         poll(tracker, clock, client.queue())
         assert stuck(tracker) == ["DEAD"], "the mover was judged on the time nobody saw"
+
+
+def test_a_tracker_restarted_just_before_an_outage_still_recognises_it(tracker, clock, tmp_path):
+    # Found by the household simulation: the tracker restarts, then the VPN drops before any download rose
+    # again in the restarted tracker. The movers' evidence of moving comes back with the checkpoint, so
+    # their stop is an outage and no download of the client is removed alone.
+    client = Client(clock, {"M1": MB, "M2": MB, "M3": MB, "BIG": 20 * MB}, refresh=POLL)
+    for _ in range(6):
+        stopped = client.queue()
+        poll(tracker, clock, stopped)
+    checkpoint.save(tracker, tmp_path / "state")
+    restarted = Tracker(tracker.config, clock)
+    assert checkpoint.load(restarted, tmp_path / "state")
+    for _ in range(2 * THRESHOLD // POLL):  # the VPN drops: the figures stand where they were
+        poll(restarted, clock, stopped)
+    assert stuck(restarted) == []
+    assert [o["downloads"] for o in restarted.progress({})["outages"]] == [["BIG", "M1", "M2", "M3"]]
+
+
+def test_a_tracker_restarted_during_a_long_outage_recognises_it_again(tracker, clock, tmp_path):
+    # Found by the household simulation: the restart ends the outage and releases its holds (SPEC 3), and
+    # the restarted tracker must see at once that the client's downloads all stopped together, however
+    # long ago, or the first of them to reach the threshold is removed alone.
+    client = Client(clock, {"M1": MB, "M2": MB, "M3": MB, "BIG": 20 * MB}, refresh=POLL)
+    for _ in range(6):
+        stopped = client.queue()
+        poll(tracker, clock, stopped)
+    for _ in range(THRESHOLD // POLL // 2):  # the VPN drops: the outage is recognised and held
+        poll(tracker, clock, stopped)
+    assert len(tracker.progress({})["outages"]) == 1
+    checkpoint.save(tracker, tmp_path / "state")
+    restarted = Tracker(tracker.config, clock)
+    assert checkpoint.load(restarted, tmp_path / "state")
+    for _ in range(2 * THRESHOLD // POLL):
+        poll(restarted, clock, stopped)
+        assert stuck(restarted) == []
+    assert [o["downloads"] for o in restarted.progress({})["outages"]] == [["BIG", "M1", "M2", "M3"]]

@@ -165,6 +165,15 @@ class Plan:
     state: AutoState
 
 
+def _client_of(check: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[Any, str] | None]:
+    """A download's client as outages group them: (its instance's poller, the client's name)."""
+    pollers = {instance["name"]: instance.get("poller") for instance in check.get("instances", ())}
+
+    def client_of(item: dict[str, Any]) -> tuple[Any, str] | None:
+        return (pollers.get(item["instance"]), item["client_name"]) if item.get("client_name") else None
+    return client_of
+
+
 def holds(check: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str, str]:
     """The instances nothing may be removed from now, each with why."""
     why: dict[str, str] = {}
@@ -182,10 +191,7 @@ def holds(check: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str, 
                                      "an outage or a broken indexer, not that many stuck downloads")
     # The same across the instances of one poller that share a download client: a VPN drop on the
     # qBittorrent of a Sonarr and a Radarr stops both's downloads at once.
-    pollers = {instance["name"]: instance.get("poller") for instance in check.get("instances", ())}
-
-    def client_of(item: dict[str, Any]) -> tuple[Any, str] | None:
-        return (pollers.get(item["instance"]), item["client_name"]) if item.get("client_name") else None
+    client_of = _client_of(check)
     active_on = Counter(client_of(item) for item in downloads if item.get("activity") == "active")
     found_on = Counter(client_of(item) for item in candidates)
     for client, count in found_on.items():
@@ -201,10 +207,19 @@ def _too_many(candidates: int, active: int) -> bool:
     return candidates >= HOLD_MIN_CANDIDATES and candidates * 2 >= active
 
 
-def _client_down(check: dict[str, Any], item: dict[str, Any]) -> bool:
+def _unjudged_clients(check: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a candidate's download client cannot be judged now: discarr cannot ask it, or another
+    instance that sends it downloads does not answer (an outage of it could not be seen)."""
     down = {client["name"] for client in check.get("download_clients", ()) if not client["healthy"]}
-    client = item.get("client")
-    return bool(client) and client.get("name") in down
+    unhealthy = {instance["name"] for instance in check.get("instances", ()) if not instance["healthy"]}
+    client_of = _client_of(check)
+    unseen = {client_of(item) for item in check.get("downloads", ())
+              if item["instance"] in unhealthy and item.get("activity") == "active"} - {None}
+
+    def unjudged(item: dict[str, Any]) -> bool:
+        client = item.get("client")
+        return bool(client) and client.get("name") in down or client_of(item) in unseen
+    return unjudged
 
 
 def plan(config: AutoConfig, state: AutoState, analysis: dict[str, Any], check: dict[str, Any],
@@ -213,12 +228,13 @@ def plan(config: AutoConfig, state: AutoState, analysis: dict[str, Any], check: 
     wanted = [item for item in analysis.get("candidates", ())
               if category_of(item) in config.categories and not item.get("withheld")]
     held = holds(check, wanted)
+    unjudged = _unjudged_clients(check)
     confirmations: dict[str, Confirmation] = {}
     remove, waiting, counting = [], [], []
     budget = {instance: config.max_per_hour - state.removed_this_hour(instance, now, config)
               for instance in {item["instance"] for item in wanted}}
     for item in wanted:
-        if item["instance"] in held or _client_down(check, item):
+        if item["instance"] in held or unjudged(item):
             continue  # a held candidate starts its confirmations again once the hold is over
         key, seen = item_key(item), item.get("observed_at")
         found = state.confirmations.get(key)

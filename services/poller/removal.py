@@ -27,7 +27,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from common.clock import Clock
-from common.downloads import classify_download, client_figures, download_key, measure, unreachable_client
+from common.downloads import (SET_ASIDE, classify_download, client_figures, download_key, measure,
+                              unreachable_client)
 from common.torrent_clients import ClientError
 from services.poller.arr_client import ArrClient, ArrError
 from services.poller.audit import AuditLog
@@ -104,7 +105,11 @@ class RemovalMemory:
         self._notices: list[tuple[str, dict[str, Any]]] = []
         self._named: dict[tuple[str, int], float] = {}  # (instance, queue id) -> when a DELETE named it
         horizon = clock.now() - NOTICE_SECONDS
-        deleting: dict[tuple[Any, Any], dict[str, Any]] = {}  # a DELETE's intent line, until its outcome
+        # A DELETE's intent line until its outcome. One the *arr answered 200 is named for an hour (a
+        # record listed again long after is a new one: Sonarr's ids repeat when a release comes back);
+        # one without an answer, until the queue no longer lists it, however long ago it was sent.
+        deleting: dict[tuple[Any, Any], dict[str, Any]] = {}
+        unanswered: list[dict[str, Any]] = []
         for entry in audit.entries():
             if not isinstance(entry.get("instance"), str) or not isinstance(entry.get("download_id"), str):
                 continue
@@ -112,20 +117,20 @@ class RemovalMemory:
             result, request = entry.get("result"), (entry.get("request_id"), entry["download_id"])
             if result == "removing":
                 deleting[request] = entry
-            elif result in ("removed", "unknown"):  # the DELETE took effect, or may yet
-                intent = deleting.pop(request, None)
-                if intent is not None and at is not None and at >= horizon:
-                    self._name(intent)
+            elif result == "unknown" and request in deleting:
+                deleting[request]["unknown"] = True
             else:
-                deleting.pop(request, None)
+                intent = deleting.pop(request, None)
+                if intent is not None and intent.get("unknown") and result != "removed":
+                    unanswered.append(intent)
+                elif intent is not None and result == "removed" and at is not None and at >= horizon:
+                    self._name(intent)
             if result == "removed":
                 self._removed[(entry["instance"], entry["download_id"].upper())] += 1
                 if at is not None and at >= horizon:
                     self._notices.append((entry["instance"], _notice(entry, at)))
-        for intent in deleting.values():  # the poller stopped during the DELETE: its outcome is unknown
-            at = _timestamp(intent.get("time"))
-            if at is not None and at >= horizon:
-                self._name(intent)
+        for intent in [*unanswered, *deleting.values()]:  # no answer, or the poller stopped during the DELETE
+            self._name(intent)
 
     def _name(self, intent: dict[str, Any]) -> None:
         ids = intent.get("delete_ids")
@@ -217,6 +222,9 @@ def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: Removal
             return None
         return "now paused" if status == "paused" else f"no longer downloading (status {status})"
     if category == "inactive":
+        client = client_figures(records[0])
+        if status in SET_ASIDE or (client is not None and client["state"] in SET_ASIDE):
+            return f"now {client['state'] if status not in SET_ASIDE and client else status}"
         failed = activity == "failed" or any(r["tracked_status"] == "error" for r in records)
         return None if failed else "no longer failed"
     if category == "attention":

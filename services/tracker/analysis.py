@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+from common.downloads import SET_ASIDE
 from common.units import human_duration, human_size
 from services.tracker.history import DetectionConfig, DownloadHistory
 from services.tracker.stats import Outcome, release_group
@@ -128,6 +129,22 @@ def _recurring(history: DownloadHistory, reason: str) -> str:
     return f"recurring (removed {removed_before}x before): {reason}" if removed_before else reason
 
 
+def _gave_up(history: DownloadHistory, now: float, downloaded: int, progress: float,
+             config: DetectionConfig) -> bool:
+    """Whether the error the *arr shows may make this download inactive: not when it is finished (the
+    *arr warns about the import while the client unpacks), import-blocked (that needs a human), paused
+    or queued, nor while it still moves by the thresholds (the *arr has not given up on it)."""
+    first = history.first
+    if history.activity in ("attention", "finished"):
+        return False
+    if first.status in SET_ASIDE or (first.client is not None and first.client.state in SET_ASIDE):
+        return False
+    if history.activity == "active":
+        stretch = history.stalled_since(now, downloaded, progress, config)
+        return stretch is not None and history.counted_seconds(stretch[0], now) >= config.threshold_s
+    return True
+
+
 def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
     """The verdict on one download, from the evidence up to its last observation.
 
@@ -146,8 +163,7 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
     if history.activity == "failed":
         state = history.first.tracked_state or history.first.status
         return settled("inactive", _recurring(history, f"{history.instance} marked it failed ({state})"))
-    # Finished wins over an error: the *arr warns about the import while the client unpacks.
-    if history.error_since is not None and history.activity not in ("attention", "finished"):
+    if history.error_since is not None and _gave_up(history, now, downloaded, progress, config):
         errored = history.counted_seconds(history.error_since, now)
         if errored >= config.threshold_s:
             return settled("inactive", _recurring(history, f"{history.instance} has reported an error for "

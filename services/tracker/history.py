@@ -27,6 +27,9 @@ STEP_FRACTION = 0.1
 
 # What a history keeps for its outcome, in checkpoints (older checkpoints lack them: defaults).
 OUTCOME_STATE = ("longest_stall_s", "active_s", "active_bytes", "was_stuck", "was_inactive", "was_slow", "removed_as")
+# The outage guard's evidence, in checkpoints too: a tracker restarted just before a VPN drop must still
+# know which downloads were moving, or it cannot tell their stop from N stuck downloads.
+GUARD_STATE = ("moved", "rose", "quiet_s")
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,9 @@ class DownloadHistory:
     was_inactive: bool = False
     was_slow: bool = False
     removed_as: list | None = None     # [category, automatically?] once discarr removed it
-    # The outage guard's view, not checkpointed: a restarted tracker starts without evidence of outages.
+    # The outage guard's evidence (GUARD_STATE); the outages themselves are not checkpointed.
     moved: bool = False                # bytes rose at the last observation
-    rose: bool = False                 # bytes rose at some observation since the tracker started
+    rose: bool = False                 # bytes rose at some observation
     quiet_s: float = 0.0               # observed seconds since the bytes last rose
 
     def keep_records(self, records: list[StoredRecord]) -> None:
@@ -272,7 +275,7 @@ class DownloadHistory:
                 "held": [list(span) for span in self.held], "points": [list(point) for point in self.points],
                 "records": [record.as_message() for record in self.records],
                 "last_bytes": self.last_bytes, "last_seen": self.last_seen,
-                **{name: getattr(self, name) for name in OUTCOME_STATE}}
+                **{name: getattr(self, name) for name in (*OUTCOME_STATE, *GUARD_STATE)}}
 
     @classmethod
     def from_state(cls, state: dict) -> "DownloadHistory":
@@ -281,8 +284,9 @@ class DownloadHistory:
                       error_since=state["error_since"], held=tuple(Hold(*span) for span in state["held"]),
                       points=PointSeries(state["points"]),
                       last_bytes=state["last_bytes"], last_seen=state["last_seen"],
-                      **{name: state[name] for name in OUTCOME_STATE if name in state})
+                      **{name: state[name] for name in (*OUTCOME_STATE, *GUARD_STATE) if name in state})
         history.keep_records([StoredRecord.from_message(record) for record in state["records"]])
-        # Outages are not checkpointed: a clock is never held by an outage that is no longer reported.
+        # Outages are not checkpointed: a clock is never held by an outage that is no longer reported
+        # (one the restarted tracker recognises again is reported again).
         history.release(history.last_seen)
         return history

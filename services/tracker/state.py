@@ -250,7 +250,10 @@ class Tracker:
         for client, group in by_client.items():
             if (poller, client) in self.outages or any(history.quiet_s <= window for _, history in group):
                 continue
-            together = [h for _, h in group if h.rose and h.quiet_s <= 2 * window + self.config.poll_s]
+            # Stopped together: within a window and a poll of the latest to stop, however long ago that was
+            # (a tracker restarted during an outage sees it again at once).
+            latest = min(history.quiet_s for _, history in group)
+            together = [h for _, h in group if h.rose and h.quiet_s <= latest + window + self.config.poll_s]
             if len(together) >= OUTAGE_MIN_DOWNLOADS:
                 for _, history in group:
                     history.hold(now)
