@@ -187,6 +187,7 @@ class Household:
         self.runs: list[tuple[float, dict[str, float]]] = []  # each analysis: (time, candidate -> observed_at)
         self.outages: dict[str, tuple[float, set[int]]] = {}  # client -> (since, serials moving at its start)
         self.removed_count = 0
+        self.preview: dict[str, Any] | None = None  # a user's cleanup preview, until they confirm it
         self.next_run = self.clock.now() + config.check_interval
         self._start_poller()
         self._start_tracker(restore=False)
@@ -250,6 +251,23 @@ class Household:
             answer = self.remover.handle(request.body)
             results += protocol.decode(protocol.encode("ok", answer)).body["results"]
         return results
+
+    def preview_cleanup(self) -> None:
+        """A user's cleanup preview: the tracker's analysis, as the user sees it."""
+        self.preview = self._ask("analyze", {"include_import_blocked": False})
+
+    def confirm_cleanup(self) -> None:
+        """The user confirms the preview they saw (by hand: no confirmations, no hourly cap)."""
+        preview, self.preview = self.preview, None
+        if not preview or not preview["candidates"]:
+            return
+        for item in preview["candidates"]:
+            self.auto_requests.pop(item_key(item), None)
+        requests = protocol.removal_requests(preview, POLLER["endpoint"], requested_by="cli:user", dry_run=False,
+                                             include_import_blocked=False, now=self.clock.now(),
+                                             valid_for=self.config.request_timeout)
+        for body in requests.values():
+            self.remover.handle(protocol.decode(protocol.encode("remove", body)).body)
 
     def bot_run(self) -> None:
         """A board refresh and the automatic cleanup after it, as the bot does them."""

@@ -144,7 +144,7 @@ def test_a_vpn_drop_on_a_client_shared_by_sonarr_and_radarr_removes_nothing(depl
     # The usual home setup: a Sonarr and a Radarr on one qBittorrent, two downloads each. The VPN drops and
     # all four stop at once: one outage of four (not two of two), held, and released when they move again.
     deployment.simulate("sonarr", "radarr")
-    deployment.env.update({"STUCK_THRESHOLD_MINUTES": "0.1", "MIN_SIZE_CHANGE": str(MB), "CHECK_INTERVAL": "1",
+    deployment.env.update({"STUCK_THRESHOLD_MINUTES": "0.05", "MIN_SIZE_CHANGE": str(MB), "CHECK_INTERVAL": "1",
                            "AUTO_CLEANUP": "stuck", "AUTO_CLEANUP_CONFIRMATIONS": "2", "ARR_REFRESH_SECONDS": "0.5",
                            "BOT_STATE_FILE": str(deployment.workdir / "data" / "bot.json")})
     deployment.start("simarr", "--scenario", "empty")
@@ -157,7 +157,7 @@ def test_a_vpn_drop_on_a_client_shared_by_sonarr_and_radarr_removes_nothing(depl
         for mover in downloads:
             deployment.control(kind, "POST", f"downloads/{mover['download_id']}", {"state": "stalled"})
     wait_until(lambda: "automatic cleanup holds" in bot_log(deployment), 30, "the shared client's outage to hold")
-    time.sleep(3 * 6)  # three thresholds: every one of them would be stuck twice over
+    time.sleep(3 * 3)  # three thresholds: every one of them would be stuck twice over
     assert deletes(deployment) == [] and [d for d in deployment.control("radarr", "GET", "requests")
                                           if d["method"] == "DELETE"] == []
     assert bot_log(deployment).count("automatic cleanup holds") == 1  # one warning, naming both instances

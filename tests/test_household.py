@@ -38,7 +38,7 @@ pytestmark = pytest.mark.timeout(0 if os.environ.get("SOAK_EXAMPLES") else 300)
 
 SOAK_EXAMPLES = int(os.environ.get("SOAK_EXAMPLES", "0"))
 SOAK_SEED = os.environ.get("SOAK_SEED")
-SUITE_EXAMPLES = 12
+SUITE_EXAMPLES = 60
 
 TOTALS = {"examples": 0, "seconds": 0.0, "removed": 0, "deletes": 0, "runs": 0}
 
@@ -69,8 +69,8 @@ class HouseholdMachine(RuleBasedStateMachine):
             sim_clients.append(SimClient(name, read=reads and protocol_name == "torrent"))
             self.protocols[name] = protocol_name
         self.house = Household(config, self.workdir, names, sim_clients)
-        for _ in range(data.draw(st.integers(3, 8), label="downloads at start")):
-            self._add(data, moving=True)
+        for _ in range(data.draw(st.integers(3, 10), label="downloads at start")):
+            self._add(data, moving=data.draw(st.sampled_from([True, None]), label="moving at start"))
 
     def _add(self, data, moving: bool | None = None):
         house = self.house
@@ -190,6 +190,24 @@ class HouseholdMachine(RuleBasedStateMachine):
         self.house.restart_poller()
 
     @rule()
+    def preview_a_cleanup(self):
+        """/cleanup or discarr cleanup: a user looks at the preview ..."""
+        self.house.preview_cleanup()
+
+    @rule()
+    def confirm_the_cleanup(self):
+        """... and confirms it, now or after whatever happened meanwhile."""
+        self.house.confirm_cleanup()
+
+    @rule(data=st.data(), fraction=st.sampled_from([0.3, 0.6, 0.9]))
+    def a_peer_comes_by(self, data, fraction):
+        """A dead download gets a few pieces from a peer passing by: less than MIN_SIZE_CHANGE at once."""
+        download = self._pick(data, state="downloading")
+        if download is not None:
+            download.downloaded = min(download.size - 1.0, download.downloaded
+                                      + fraction * self.house.config.min_bytes)
+
+    @rule()
     def press_check(self):
         """/check, or a bot restart's first refresh: a board refresh now, whatever the schedule."""
         self.house.bot_run()
@@ -226,7 +244,7 @@ def soak_settings():
                         suppress_health_check=list(HealthCheck),
                         phases=[Phase.explicit, Phase.generate, Phase.shrink])
     # The suite: the same bounded examples every run, so it never fails for a reason it cannot show again.
-    return settings(max_examples=SUITE_EXAMPLES, stateful_step_count=40, deadline=None, derandomize=True,
+    return settings(max_examples=SUITE_EXAMPLES, stateful_step_count=50, deadline=None, derandomize=True,
                     database=None, suppress_health_check=list(HealthCheck),
                     phases=[Phase.explicit, Phase.generate, Phase.shrink])
 
@@ -237,9 +255,33 @@ if SOAK_SEED is not None:
 TestHousehold = HouseholdMachine.TestCase
 
 
-def test_report():
-    """What the simulation covered (shown with -s, and by make soak)."""
+@pytest.mark.skipif(not SOAK_EXAMPLES, reason="make soak reports what its examples covered")
+def test_the_soak_ran_its_examples_and_reports_them():
+    """What the soak covered (make soak runs this file alone, in one process, after the machine)."""
+    assert TOTALS["examples"] >= SOAK_EXAMPLES
     days = TOTALS["seconds"] / 86400
     print(f"\nhousehold simulation: {TOTALS['examples']} examples, {days:.1f} simulated days, "
           f"{TOTALS['runs']} automatic-cleanup runs, {TOTALS['deletes']} DELETEs, {TOTALS['removed']} removals"
           + (f", seed {SOAK_SEED}" if SOAK_SEED is not None else ""))
+
+
+def household(tmp_path, **config):
+    client = SimClient("qBittorrent", read=False)
+    house = Household(SimConfig(**config), tmp_path, ["sonarr", "radarr"], [client])
+    return house, client
+
+
+def test_a_preview_confirmed_after_the_download_moved_twice_a_little_removes_nothing(tmp_path):
+    # A dead download gets 60 MB from a passing peer just before the user's preview, and 60 MB more before
+    # they confirm: each less than MIN_SIZE_CHANGE, 120 MB within the threshold together.
+    house, client = household(tmp_path, poll_s=30.0, refresh_s=0.0, threshold_s=1200.0, categories=frozenset())
+    dead = house.add_download("sonarr", client, "torrent", 60 * GB, 0.0)
+    house.run(60)
+    dead.downloaded += 60 * MB
+    house.run(2)
+    house.preview_cleanup()
+    assert [item["download_id"] for item in house.preview["candidates"]] == [dead.download_id]
+    dead.downloaded += 60 * MB
+    house.run(2)
+    house.confirm_cleanup()
+    assert house.violations == [] and dead.present

@@ -661,3 +661,15 @@ def test_rows_flushed_before_the_tracker_is_killed_are_kept(tmp_path):
     assert [row["downloads"] for row in store.stats(0, "indexer")] == [1]
     assert not list(tmp_path.glob("*.corrupt-*"))
     store.close()
+
+
+def test_a_title_with_a_lone_surrogate_is_stored_and_blocks_no_later_row(tmp_path):
+    # JSON allows "\ud800" in a title; SQLite stores UTF-8, which cannot hold it.
+    store = StatsStore(tmp_path / "stats.sqlite3")
+    store.add([stay("A", title="Show.\ud800.S01E01"), stay("B")])
+    assert store.flush() is True
+    store.add([stay("C")])
+    assert store.flush() is True
+    with sqlite3.connect(tmp_path / "stats.sqlite3") as db:
+        assert sorted(row[0] for row in db.execute("SELECT download_id FROM outcomes")) == ["A", "B", "C"]
+    store.close()

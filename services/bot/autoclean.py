@@ -2,17 +2,21 @@
 
 After each board refresh the bot asks the tracker for the removal candidates of the
 categories in AUTO_CLEANUP. A download is removed only once AUTO_CLEANUP_CONFIRMATIONS
-consecutive analyses found it a candidate, at most AUTO_CLEANUP_MAX_PER_HOUR per instance
-(the rest wait for the next hour), and never from an instance that is held:
+consecutive analyses found it a candidate (a confirmation counts only CHECK_INTERVAL after
+the last one, on a newer snapshot of it), at most AUTO_CLEANUP_MAX_PER_HOUR per instance
+(every download requested counts, whatever came back; the rest wait for the next hour),
+and never from an instance that is held:
 
 - the instance is unhealthy or stale (its poller stopped reporting);
 - one of its download clients is in an outage (every active download stopped at once);
-- its candidates are at least 3 and at least half of its active downloads: that is an
-  outage or a broken indexer, not N stuck downloads.
+- its candidates are at least 3 and at least half of its active downloads, or of the
+  active downloads of a client it shares with other instances: that is an outage or a
+  broken indexer, not N stuck downloads.
 
-A candidate whose download client is unhealthy, or whose evidence is withheld, is never
-removed either. Removals go through the same request path as /cleanup (the poller checks
-each download again and audits it with "auto" as the requester).
+A candidate whose download client is unhealthy, whose evidence is withheld, or whose
+client also serves an instance that does not answer, is never removed either. Removals go
+through the same request path as /cleanup (the poller checks each download again and
+audits it with "auto" as the requester).
 
 `plan` decides, as a pure function of the configuration, the state, the tracker's answers
 and the time; `AutoCleaner` does the I/O around it and keeps the state in the bot's state

@@ -210,8 +210,8 @@ def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: Removal
     if activity == "finished":
         return "finished since analysis: complete and waiting for import, so it is kept"
     _, _, downloaded, progress = measure(records)
-    analysed_bytes = item["size"] - item["sizeleft"]
-    if downloaded - analysed_bytes >= policy.min_bytes or progress - item["progress"] >= policy.min_progress:
+    start_bytes, start_progress = _measured_from(item)
+    if downloaded - start_bytes >= policy.min_bytes or progress - start_progress >= policy.min_progress:
         return "progressed since analysis"
     status = records[0]["status"]
     category = item["category"]
@@ -234,6 +234,21 @@ def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: Removal
             return "import-blocked downloads are kept unless include_import_blocked is set"
         return None if activity == "attention" else "import no longer blocked"
     return f"category {category!r} is never removed"
+
+
+def _measured_from(item: dict[str, Any]) -> tuple[float, float]:
+    """(bytes, progress) a download's progress since analysis is measured from. For a stuck one, the start
+    of the stretch its verdict rests on (its evidence): two moves each under the thresholds, one before the
+    preview and one before the confirmation, are progress together. (A slow one moves all the time: from
+    the analysis.)"""
+    analysed = (item["size"] - item["sizeleft"], item["progress"])
+    evidence = item.get("evidence")
+    if item["category"] != "stuck" or not isinstance(evidence, dict):
+        return analysed
+    start = evidence.get("start_bytes"), evidence.get("start_progress")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in start):
+        return analysed
+    return min(start[0], analysed[0]), min(start[1], analysed[1])
 
 
 class Remover:

@@ -363,7 +363,8 @@ def _row(outcome: Outcome) -> tuple:
         elif name in TEXT:
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be text, not {type(value).__name__}")
-            row.append(value)
+            # SQLite stores UTF-8: a lone surrogate (JSON allows "\ud800") would refuse every later flush.
+            row.append(value.encode("utf-8", "replace").decode("utf-8"))
         elif name in INTEGER or name in REAL:
             number = _integer(value) if name in INTEGER else _real(value)
             if number is None and name not in NULLABLE:  # a stay without its times: no period counts it
