@@ -12,8 +12,11 @@ from typing import Any
 UNKNOWN_STATUS = "unknown"
 # The client state of a torrent whose download client did not answer (see services.poller.download_clients).
 CLIENT_UNREACHABLE = "unreachable"
-# Client states in which a torrent is not downloading, whatever the *arr's last refresh said.
+# Client states in which a download is not downloading, whatever the *arr's last refresh said.
 CLIENT_NOT_DOWNLOADING = {"paused", "queued", "checking", "completed"}
+# A usenet client's job that is verifying, repairing, unpacking, moving or running a script (or queued for
+# one of these): finished, not imported, whatever the *arr shows meanwhile.
+CLIENT_POST_PROCESSING = "post_processing"
 # Statuses (the *arr's, or the client's state) of a download someone put aside on purpose: never removed,
 # whatever error the *arr shows meanwhile.
 SET_ASIDE = {"paused", "queued", "delay"}
@@ -46,12 +49,12 @@ def classify(record: dict[str, Any]) -> str:
         return "idle"  # importPending, importing, imported, ignored: the tracked state decides over the status
     if status in ("paused", "delay"):
         return "idle"
-    if is_finished(record):
+    client = client_figures(record)
+    if is_finished(record) or (client is not None and client["state"] == CLIENT_POST_PROCESSING):
         return "finished"  # a usenet client verifying, repairing or unpacking: complete, never stuck
     active = (status in ("downloading", "warning")
               # a magnet whose metadata never came, or a client error while queued
               or (status == "queued" and bool(record["error_message"] or record["size"] == 0)))
-    client = record["client"]
     if active and client is not None and client["state"] in CLIENT_NOT_DOWNLOADING:
         return "idle"  # the client itself says it is paused, queued, checking or done: never stuck
     return "active" if active else "idle"
@@ -72,6 +75,13 @@ def client_figures(record: dict[str, Any]) -> dict[str, Any] | None:
     """The download client's own figures for this record, when its client answered."""
     client = record["client"]
     return client if client is not None and client["state"] != CLIENT_UNREACHABLE else None
+
+
+def below_critical_health(record: dict[str, Any]) -> bool:
+    """A usenet job its client says is missing more articles than its repair data covers."""
+    client = client_figures(record)
+    health, critical = (client.get("health"), client.get("critical_health")) if client else (None, None)
+    return health is not None and critical is not None and health < critical
 
 
 def unreachable_client(records: list[dict[str, Any]]) -> str | None:

@@ -93,9 +93,23 @@ CLIENT_FIELDS: dict[str, tuple[type, ...]] = {
     "peers": (int,), "private": (bool, type(None)),
 }
 
+# Client figures a sender may leave out (newer than the first version; usenet clients and labels).
+CLIENT_OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "stage": _OPT_STR,                          # a usenet job's post-processing stage: "verifying", "repairing", ...
+    "health": (float, int, type(None)),         # a usenet job's health, % of its articles there
+    "critical_health": (float, int, type(None)),  # below this % it can never complete
+    "labels": (list,),                          # its tags, labels and category in the client
+}
+
 # The health of one download client, as each snapshot reports it.
 CLIENT_HEALTH_FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str,), "kind": (str,), "state": (str,), "error": _OPT_STR,
+}
+# ... and, with CLEANUP_USENET_FAILED, a usenet client's failed history entries and those this poller removed.
+CLIENT_HEALTH_OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"failed": (list,), "removed": (list,)}
+# One failed entry of a usenet client's history (services.poller.download_clients.failed_job).
+FAILED_JOB_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": (str,), "history_id": (str,), "title": (str,), "size": (int,), "category": (str,), "state": (str,),
 }
 
 # Who sent a snapshot: the tracker routes removals of that instance to `endpoint`, and
@@ -150,6 +164,11 @@ def validate(message_type: str, body: Any, *, check_records: bool = True) -> Non
             if not isinstance(client, dict):
                 raise ProtocolError(f"snapshot: client {index} must be a map")
             _check_fields(f"snapshot client {index}", client, CLIENT_HEALTH_FIELDS)
+            _check_fields(f"snapshot client {index}", client, CLIENT_HEALTH_OPTIONAL_FIELDS, optional=True)
+            for job_index, job in enumerate(client.get("failed", ())):
+                if not isinstance(job, dict):
+                    raise ProtocolError(f"snapshot: client {index} failed job {job_index} must be a map")
+                _check_fields(f"snapshot client {index} failed job {job_index}", job, FAILED_JOB_FIELDS)
         for index, record in enumerate(body["records"] if check_records and body["records"] else ()):
             _checked_record(index, record)
         for index, notice in enumerate(body.get("removals") or ()):
@@ -169,6 +188,7 @@ def _checked_record(index: int, record: Any) -> dict[str, Any]:
     _check_fields(f"snapshot record {index}", record, RECORD_FIELDS)
     if record["client"] is not None:
         _check_fields(f"snapshot record {index} client", record["client"], CLIENT_FIELDS)
+        _check_fields(f"snapshot record {index} client", record["client"], CLIENT_OPTIONAL_FIELDS, optional=True)
     return record
 
 
@@ -316,6 +336,15 @@ def unanswered(request: dict[str, Any], poller: str) -> list[dict[str, Any]]:
     """The RESULTs of a "remove" request its poller did not answer: each download failed, naming it."""
     return [dict(item, result="failed", detail=f"poller {poller} did not answer; nothing of it was removed")
             for item in request["downloads"]]
+
+
+def cleanup_analysis(analysis: dict[str, Any], usenet_failed: bool) -> dict[str, Any]:
+    """An "analyze" answer as a cleanup by a user offers it: with CLEANUP_USENET_FAILED (`usenet_failed`),
+    the usenet clients' failed history entries that no *arr queues are candidates too (never for
+    automatic cleanup, which reads the answer as it is)."""
+    if not usenet_failed or not analysis.get("usenet_failed"):
+        return analysis
+    return dict(analysis, candidates=[*analysis["candidates"], *analysis["usenet_failed"]])
 
 
 def removal_requests(analysis: dict[str, Any], default_endpoint: str, **request: Any) -> dict[str, dict[str, Any]]:

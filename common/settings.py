@@ -34,7 +34,12 @@ UNKNOWN_ITEMS_FLAG: dict[str, str] = {
 CLIENT_KINDS: dict[str, str] = {
     "qbittorrent": "http://localhost:8080",
     "transmission": "http://localhost:9091/transmission/rpc",
+    "deluge": "deluge://localhost:58846",
+    "nzbget": "http://localhost:6789",
+    "sabnzbd": "http://localhost:8080",
 }
+USENET_CLIENTS = ("nzbget", "sabnzbd")
+DELUGE_PORT = 58846  # deluged's RPC port: Deluge's daemon, not its Web UI
 CLEANUP_PRIVATE_CHOICES = ("keep", "remove")
 
 SECRET_SETTINGS = ("DISCORD_TOKEN",)
@@ -61,13 +66,20 @@ class InstanceConfig:
 
 @dataclass(frozen=True)
 class DownloadClientConfig:
-    """A download client the poller asks for its own figures (optional)."""
+    """A download client the poller asks for its own figures (optional). Deluge's `url` is
+    deluge://host:port (its daemon's RPC); SABnzbd's `api_key` is its API key."""
 
     name: str
     kind: str
     url: str
     username: str = ""
     password: str = field(default="", repr=False)
+    api_key: str = field(default="", repr=False)
+
+    @property
+    def protocol(self) -> str:
+        """What it downloads: "usenet" or "torrent"."""
+        return "usenet" if self.kind in USENET_CLIENTS else "torrent"
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,7 @@ class Settings:
     max_snapshots_per_download: int = 50
     cleanup_blocklist: bool = True
     cleanup_private: str = "keep"
+    cleanup_usenet_failed: bool = False  # cleanup also offers usenet clients' failed history no *arr queues
     tracker_state_file: str = "data/tracker-state.msgpack"
     tracker_checkpoint_seconds: float = 60.0
     audit_log: str = "data/removals.jsonl"
@@ -292,6 +305,7 @@ _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "MAX_SNAPSHOTS_PER_DOWNLOAD": ("max_snapshots_per_download", _whole(2)),
     "CLEANUP_BLOCKLIST": ("cleanup_blocklist", _boolean),
     "CLEANUP_PRIVATE": ("cleanup_private", _cleanup_private),
+    "CLEANUP_USENET_FAILED": ("cleanup_usenet_failed", _boolean),
     "TRACKER_STATE_FILE": ("tracker_state_file", lambda n, v: v),
     "TRACKER_CHECKPOINT_SECONDS": ("tracker_checkpoint_seconds", _positive),
     "AUDIT_LOG": ("audit_log", lambda n, v: v),
@@ -354,10 +368,12 @@ def _instances(env: Mapping[str, str]) -> tuple[InstanceConfig, ...]:
 
 
 def _download_clients(env: Mapping[str, str]) -> tuple[DownloadClientConfig, ...]:
-    """QBITTORRENT_URL and TRANSMISSION_URL (a client is configured when its URL is set),
-    plus any named in EXTRA_DOWNLOAD_CLIENTS, with NAME_URL, NAME_USERNAME, NAME_PASSWORD
-    and NAME_KIND (the kind defaults to the one the name starts with)."""
-    names = [kind for kind in CLIENT_KINDS if env.get(f"{kind.upper()}_URL", "").strip()]
+    """QBITTORRENT_URL, TRANSMISSION_URL, DELUGE_URL (or DELUGE_HOST), NZBGET_URL and SABNZBD_URL (a client
+    is configured when its URL is set), plus any named in EXTRA_DOWNLOAD_CLIENTS, with NAME_URL,
+    NAME_USERNAME, NAME_PASSWORD (SABnzbd: NAME_API_KEY) and NAME_KIND (the kind defaults to the one the
+    name starts with)."""
+    names = [kind for kind in CLIENT_KINDS
+             if env.get(f"{kind.upper()}_URL", "").strip() or env.get(f"{kind.upper()}_HOST", "").strip()]
     extra = env.get("EXTRA_DOWNLOAD_CLIENTS", "").strip()
     for name in filter(None, (part.strip() for part in extra.split(","))):
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name) or name in CLIENT_KINDS or name in names:
@@ -370,17 +386,44 @@ def _download_clients(env: Mapping[str, str]) -> tuple[DownloadClientConfig, ...
         kind = env.get(f"{prefix}_KIND", "").strip().lower() or next(
             (k for k in CLIENT_KINDS if name.startswith(k[:4])), "")
         if kind not in CLIENT_KINDS:
-            raise _bad(f"{prefix}_KIND", kind, "expected qbittorrent or transmission")
-        url = env.get(f"{prefix}_URL", "").strip()
-        if not url:
-            raise _bad(f"{prefix}_URL", url, f"download client {name} needs a URL")
-        url = _url(f"{prefix}_URL", url)
+            raise _bad(f"{prefix}_KIND", kind, f"expected one of {', '.join(CLIENT_KINDS)}")
+        url = _deluge_url(env, prefix, name) if kind == "deluge" else _client_url(env, prefix, name)
         if kind == "transmission" and urlsplit(url).path in ("", "/"):
             url += "/transmission/rpc"  # Transmission's RPC path, when only host and port were given
+        api_key = env.get(f"{prefix}_API_KEY", "").strip()
+        if kind == "sabnzbd" and not api_key:
+            raise _bad(f"{prefix}_API_KEY", "", f"download client {name} needs SABnzbd's API key "
+                                                "(Config → General → API Key)")
         clients.append(DownloadClientConfig(name, kind, url,
                                             env.get(f"{prefix}_USERNAME", "").strip(),
-                                            env.get(f"{prefix}_PASSWORD", "")))
+                                            env.get(f"{prefix}_PASSWORD", ""), api_key))
     return tuple(clients)
+
+
+def _client_url(env: Mapping[str, str], prefix: str, name: str) -> str:
+    url = env.get(f"{prefix}_URL", "").strip()
+    if not url:
+        raise _bad(f"{prefix}_URL", url, f"download client {name} needs a URL")
+    return _url(f"{prefix}_URL", url)
+
+
+def _deluge_url(env: Mapping[str, str], prefix: str, name: str) -> str:
+    """deluge://host:port from NAME_URL (deluge://host:port, or host:port) or NAME_HOST and NAME_PORT."""
+    url = env.get(f"{prefix}_URL", "").strip()
+    if url:
+        parts = urlsplit(url if "://" in url else f"deluge://{url}")
+        try:
+            port = parts.port or DELUGE_PORT
+        except ValueError:
+            port = 0
+        if parts.scheme != "deluge" or not parts.hostname or not 0 < port < 65536 or parts.path not in ("", "/"):
+            raise _bad(f"{prefix}_URL", url, f"expected deluged's RPC address, such as deluge://localhost:{DELUGE_PORT}")
+        return f"deluge://{parts.hostname}:{port}"
+    host = env.get(f"{prefix}_HOST", "").strip()
+    if not host:
+        raise _bad(f"{prefix}_URL", url, f"download client {name} needs DELUGE_URL or DELUGE_HOST")
+    port = env.get(f"{prefix}_PORT", "").strip()
+    return f"deluge://{host}:{_port(f'{prefix}_PORT', port) if port else DELUGE_PORT}"
 
 
 def _curve(env: Mapping[str, str]) -> CurveKeys | None:

@@ -1,5 +1,5 @@
 """Thin layers over the download clients' own APIs: qBittorrent's Web API through qbittorrent-api,
-Transmission's RPC through transmission-rpc.
+Transmission's RPC through transmission-rpc, Deluge's daemon RPC through deluge-client.
 
 Shared by the poller (which reads a client's figures and tags kept torrents) and simarr
 (which, like Sonarr, reads its queue from a real client). The libraries keep the sessions;
@@ -10,17 +10,21 @@ state and a one-line reason in discarr's words, which never contain the username
 from __future__ import annotations
 
 import logging
+import ssl
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
+import deluge_client
 import qbittorrentapi
 import requests
 import transmission_rpc
+from deluge_client.client import CallTimeoutException, ConnectionLostException, RemoteException
 from transmission_rpc.error import TransmissionAuthError, TransmissionConnectError, TransmissionError
 
 from common.http import ServiceHttpError, no_answer
-from common.settings import DownloadClientConfig
+from common.settings import DELUGE_PORT, DownloadClientConfig
 
 
 class ClientError(ServiceHttpError):
@@ -167,3 +171,185 @@ class TransmissionApi:
     def close(self) -> None:
         if self._client is not None:
             self._client.__exit__(None, None, None)  # its context manager's exit closes the HTTP session
+
+
+class _DeadlineSocket:
+    """The library's socket, whose every connect, send and read waits only for what is left of one call's time.
+
+    The library gives each socket operation the whole timeout and reads an answer 10 bytes at a time: a daemon
+    that trickles its answer, or a login after a connect that each take nearly the timeout, would hold the
+    caller for many times discarr's timeout.
+    """
+
+    def __init__(self, sock: ssl.SSLSocket, client: "_DeadlineClient") -> None:
+        self._socket = sock
+        self._client = client
+
+    def _wait(self) -> None:
+        left = self._client.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the call's time is up")
+        self._socket.settimeout(left)
+
+    def connect(self, address: tuple[str, int]) -> None:
+        self._wait()
+        self._socket.connect(address)  # the TLS handshake too
+
+    def send(self, data: bytes) -> int:
+        self._wait()
+        return self._socket.send(data)
+
+    def recv(self, size: int) -> bytes:
+        self._wait()
+        return self._socket.recv(size)
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class _DeadlineClient(deluge_client.DelugeRPCClient):
+    """DelugeRPCClient whose socket work ends by `deadline` (a time.monotonic() value, set before each call)."""
+
+    deadline = 0.0
+
+    def _create_socket(self, ssl_version: Any = None, ciphers: Any = None) -> None:
+        super()._create_socket(ssl_version, ciphers)
+        self._socket = _DeadlineSocket(self._socket, self)
+
+
+# A connection that broke under a call: the daemon restarted, or a NAT or firewall dropped an idle connection.
+# (The library turns any TLS error in a read into CallTimeoutException: its read timeouts are TimeoutError.)
+_LOST = (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionLostException, CallTimeoutException)
+
+
+class DelugeApi:
+    """Deluge 2's daemon RPC (rencode over TLS, deluged's port, 58846 by default) through deluge-client.
+
+    One connection, opened and logged in at the first call; a connection that broke since (the daemon
+    restarted) is opened again once. Each call, connection and login included, ends within discarr's
+    timeout: the library's own reconnect is off (it would try again after a timeout, doubling the wait).
+    Answers are read from the stream in order, so a call that failed half-way closes the connection:
+    a late answer must never be read as the next call's.
+
+    What Deluge 2.0 says of a torrent (core.get_torrents_status; field names as Deluge's):
+    - `state`, Deluge's own word, decided in this order: `Error` (a disk or file error; `message` has its
+      text, never to be matched), `Moving` (its files are being moved), `Queued` (waiting for a download or
+      seed slot of Deluge's queue), `Paused` (paused by a user, or the whole session paused), then
+      libtorrent's state: `Checking` (checking files or resume data, or waiting to), `Allocating`,
+      `Downloading`, `Seeding` (every wanted file complete). Deluge has no "stalled" state: a torrent
+      nobody sends anything is `Downloading` at rate 0 with no seeds, and a magnet whose metadata never
+      came is `Downloading` too, with `num_pieces` 0 and `total_wanted` 0. A complete torrent paused
+      is `Paused` with `is_finished` true.
+    - `total_done`: bytes of verified pieces held (unwanted files' pieces included); `total_wanted`: bytes of
+      the wanted files (0 without metadata); `total_remaining`: wanted bytes still missing, so the bytes done
+      of what was asked for are `total_wanted - total_remaining`.
+    - `progress`: the percentage of the torrent's current task, not of its download: of the check while
+      `Checking`, of the move while `Moving`, and 100 in `Error`.
+    - `download_payload_rate`: bytes per second of payload received now.
+    - `num_seeds`, `num_peers`: seeds, and peers that are not seeds, connected now (`total_seeds` and
+      `total_peers` are the tracker's counts of the swarm).
+    - `private`: the torrent's private flag; false while its metadata is missing, which means unknown.
+    - `is_finished`: every wanted piece is there.
+    - `label`: its Label plugin label, '' for none; the key is missing while the plugin is disabled.
+    - `time_since_transfer`: seconds since a payload byte last came or went, -1 for never (since the
+      daemon started: libtorrent does not keep it over a restart); `active_time`: seconds it has been
+      started, over its whole life.
+    """
+
+    def __init__(self, config: DownloadClientConfig, timeout: float) -> None:
+        self.config = config
+        self.timeout = timeout
+        url = urlsplit(config.url)
+        self.host, self.port = url.hostname or "", url.port or DELUGE_PORT
+        self.where = f"{config.name} at {self.host}:{self.port}"
+        self._client: _DeadlineClient | None = None
+
+    def _failure(self, exc: Exception, method: str, unanswered: bool) -> ClientError:
+        """A failure in discarr's words: the library's texts may hold the username (a BadLoginError's does)."""
+        if isinstance(exc, RemoteException):  # the daemon's exception, its class made by the library from its name
+            name = type(exc).__name__
+            if name == "BadLoginError":
+                return ClientError("unauthorized", f"{self.where} refused the username or password")
+            if name in ("AuthenticationRequired", "NotAuthorizedError"):
+                return ClientError("unauthorized", f"{self.where} does not allow this user {method}")
+            return ClientError("bad_response", f"{self.where} refused {method}: {name[:60]}")
+        if isinstance(exc, TimeoutError):
+            return ClientError("unreachable", f"no answer from {self.where} within {self.timeout:g}s", unanswered)
+        if isinstance(exc, _LOST) and unanswered:
+            return ClientError("unreachable", f"{self.where} closed the connection during {method}", True)
+        if isinstance(exc, ssl.SSLError):
+            return ClientError("bad_response", f"{self.where} does not speak Deluge's RPC (no TLS handshake)")
+        if isinstance(exc, OSError):  # refused, no route, unknown host
+            return ClientError("unreachable", f"cannot connect to {self.where}", unanswered)
+        return ClientError("bad_response", f"{self.where} answered {method} with something not a Deluge answer")
+
+    def _connect(self, deadline: float, unanswered: bool) -> _DeadlineClient:
+        client = _DeadlineClient(self.host, self.port, self.config.username, self.config.password,
+                                 decode_utf8=True, automatic_reconnect=False, timeout=self.timeout)
+        client.deadline = deadline
+        try:
+            client.connect()
+        except Exception as exc:
+            client._socket.close()  # the library's disconnect() closes nothing before a login succeeded
+            raise self._failure(exc, "daemon.login", unanswered) from None
+        return client
+
+    def rpc(self, method: str, *args: Any) -> Any:
+        """Deluge's answer to one RPC call, unchecked."""
+        deadline = time.monotonic() + self.timeout
+        reconnected = False
+        while True:
+            fresh = self._client is None
+            if fresh:
+                self._client = self._connect(deadline, unanswered=reconnected)  # the lost call may have been done
+            self._client.deadline = deadline
+            try:
+                return self._client.call(method, *args)
+            except RemoteException as exc:  # a whole answer: the connection stays in step
+                raise self._failure(exc, method, unanswered=False) from None
+            except Exception as exc:
+                self.close()
+                if isinstance(exc, _LOST) and not fresh and not reconnected:
+                    reconnected = True  # broken since the last call, or now: once more on a new connection
+                    continue
+                raise self._failure(exc, method, unanswered=True) from None
+
+    def version(self) -> str:
+        version = self.rpc("daemon.info")
+        if not isinstance(version, str):
+            raise ClientError("bad_response", f"{self.where} answered daemon.info with something not a version")
+        return version
+
+    def torrents(self, hashes: list[str], fields: list[str]) -> dict[str, dict]:
+        """These torrents' fields (see the class), by lower-case hash; a torrent Deluge lacks is left out.
+        Its entries are unchecked."""
+        if not hashes:
+            return {}  # never sent: no filter of ours may ever stand for "all torrents"
+        answer = self.rpc("core.get_torrents_status", {"id": [h.lower() for h in hashes]}, fields)
+        if not isinstance(answer, dict):
+            raise ClientError("bad_response", f"{self.where} answered core.get_torrents_status with something not a map")
+        return answer
+
+    def add_label(self, info_hash: str, label: str) -> None:
+        """Label a torrent through the Label plugin, enabling the plugin and creating the label when needed.
+
+        Deluge keeps one label per torrent: this replaces the one it had, such as the category label by
+        which Sonarr or Radarr find their torrents. Deluge's labels are lower-case.
+        """
+        label = label.lower()
+        if "Label" not in self.rpc("core.get_enabled_plugins"):
+            if not self.rpc("core.enable_plugin", "Label"):
+                raise ClientError("bad_response", f"{self.where} has no Label plugin")
+        if label not in self.rpc("label.get_labels"):
+            self.rpc("label.add", label)
+        self.rpc("label.set_torrent", info_hash.lower(), label)
+
+    def delete(self, hashes: list[str]) -> None:
+        """Delete torrents and their files; one Deluge no longer has is already gone (it lists it as an error)."""
+        if hashes:
+            self.rpc("core.remove_torrents", [h.lower() for h in hashes], True)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client._socket.close()
+            self._client = None

@@ -313,14 +313,16 @@ def stats(days: float, by: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, include_slow: bool, as_json: bool) -> None:
     """Remove stuck and inactive downloads, after a preview and a confirmation."""
+    from common.protocol import cleanup_analysis
     from services.bot.board import kept_for_now, removal_consequences
     from services.bot.terminal import items_table, make_console
     settings = _settings()
     if not (dry_run or yes or sys.stdin.isatty()):
         click.echo("discarr cleanup: no terminal to confirm on; pass --yes (or --dry-run)", err=True)
         sys.exit(2)
-    analysis = _ask(settings, "tracker", "analyze", {"include_import_blocked": include_import_blocked,
-                                                     "include_slow": include_slow})
+    analysis = cleanup_analysis(_ask(settings, "tracker", "analyze", {"include_import_blocked": include_import_blocked,
+                                                                      "include_slow": include_slow}),
+                                settings.cleanup_usenet_failed)
     candidates = analysis["candidates"]
     console = make_console()
     if not as_json:

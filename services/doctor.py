@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from common.http import ServiceHttpError, send
+from common.torrent_clients import ClientError
 from common.settings import (ARR_KINDS, UNKNOWN_ITEMS_FLAG, DownloadClientConfig, InstanceConfig, Settings,
                              SettingsError, load_settings)
 from common.sockets import RequestClient, ServiceError, ServiceUnavailable
@@ -76,7 +77,7 @@ def _ago(seconds: Any) -> str:
 
 def secrets_of(settings: Settings) -> list[str]:
     values = [instance.api_key for instance in settings.instances]
-    values += [client.password for client in settings.download_clients]
+    values += [secret for client in settings.download_clients for secret in (client.password, client.api_key)]
     values.append(settings.discord_token or "")
     if settings.curve is not None:
         values += [settings.curve.server_secret, settings.curve.client_secret]
@@ -220,26 +221,56 @@ def _caused_by_timeout(exc: BaseException) -> bool:
     return False
 
 
+# kind -> (the Python package it is read with, the login it needs, the address it is asked at)
+CLIENT_ACCESS = {
+    "qbittorrent": ("qbittorrent-api", "{p}_USERNAME and {p}_PASSWORD (the Web UI login)", "Web UI"),
+    "transmission": ("transmission-rpc", "{p}_USERNAME and {p}_PASSWORD (the RPC login)", "RPC"),
+    "deluge": ("deluge-client", "{p}_USERNAME and {p}_PASSWORD (a user of deluged's auth file)",
+               "daemon (deluged's port, 58846 by default, not the Web UI's)"),
+    "nzbget": ("requests", "{p}_USERNAME and {p}_PASSWORD (Settings → Security → ControlUsername and "
+                           "ControlPassword)", "Web UI"),
+    "sabnzbd": ("requests", "{p}_API_KEY (Config → General → API Key)", "Web UI"),
+}
+
+
 def check_download_client(client: DownloadClientConfig, timeout: float) -> Check:
     prefix = _prefix(client.name)
     url = safe_url(client.url)
-    credentials = f"{prefix}_USERNAME and {prefix}_PASSWORD"
-    library = {"qbittorrent": "qbittorrent-api", "transmission": "transmission-rpc"}[client.kind]
+    library, credentials, address = (text.format(p=prefix) for text in CLIENT_ACCESS[client.kind])
     try:
         if client.kind == "qbittorrent":
             version = _qbittorrent_version(client, timeout)
-        else:
+        elif client.kind == "transmission":
             version = _transmission_version(client, timeout)
+        else:
+            version = _client_version(client, timeout)
     except ImportError:
         return Check(client.name, False, f"cannot check it: the Python package {library} is not installed",
                      f"pip install {library} (in discarr's environment)")
     except _ClientProblem as problem:
         fix = {"unreachable": f"is it running and reachable from here? check {prefix}_URL",
-               "unauthorized": f"check {credentials} (the Web UI login)",
-               "bad_response": f"check {prefix}_URL: is it the client's "
-                               f"{'Web UI' if client.kind == 'qbittorrent' else 'RPC'} address?"}[problem.state]
+               "unauthorized": f"check {credentials}",
+               "bad_response": f"check {prefix}_URL: is it the client's {address} address?"}[problem.state]
         return Check(client.name, False, f"{url}: {problem.reason}", fix)
     return Check(client.name, True, f"{version} at {url}, logged in")
+
+
+def _client_version(client: DownloadClientConfig, timeout: float) -> str:
+    """A client read through discarr's own layer (Deluge, NZBGet, SABnzbd): its name and version."""
+    from common.torrent_clients import DelugeApi
+    from common.usenet_clients import NZBGetApi, SABnzbdApi
+
+    kind, name = {"deluge": (DelugeApi, "Deluge"), "nzbget": (NZBGetApi, "NZBGet"),
+                  "sabnzbd": (SABnzbdApi, "SABnzbd")}[client.kind]
+    api = kind(client, timeout)
+    try:
+        if client.kind == "sabnzbd":
+            api.queue()  # version answers without the key: the queue needs it
+        return f"{name} {api.version()}"
+    except ClientError as exc:
+        raise _ClientProblem(exc.state, exc.reason.removeprefix(f"{api.where} ")) from None
+    finally:
+        api.close()
 
 
 class _ClientProblem(Exception):

@@ -23,33 +23,13 @@ from dotenv import dotenv_values
 from common.settings import SettingsError, load_settings
 from services.cli import main
 from tests.conftest import ROOT, free_port, wait_until
-from tests.test_deployment import Unsupported, dockerfile_instructions, environment_of, known_settings, tiny_yaml
+from tests.test_deployment import Unsupported, dockerfile_instructions, environment_of, known_settings, load_compose
 
 ENDPOINTS = ("TRACKER_INGEST_ENDPOINT", "TRACKER_QUERY_ENDPOINT", "POLLER_COMMAND_ENDPOINT")
 DATA_PATHS = ("TRACKER_STATE_FILE", "AUDIT_LOG", "BOT_STATE_FILE", "STATS_DB")
 URLS = ("SONARR_URL", "RADARR_URL")
 # What compose.demo.yaml may set differently from .env.demo: what differs between containers and one machine.
 CONTAINER_SETTINGS = {"SIMARR_HOST", *URLS, *ENDPOINTS, *DATA_PATHS}
-
-
-def load_compose(name: str) -> dict[str, Any]:
-    """A compose file, read by the tiny loader and, when installed, by PyYAML (which must agree)."""
-    text = (ROOT / name).read_text()
-    try:
-        import yaml
-    except ImportError:
-        yaml = None
-    try:
-        tiny = tiny_yaml(text)
-    except Unsupported as exc:
-        if yaml is None:
-            pytest.skip(f"{name} uses YAML beyond the tiny loader ({exc}); install PyYAML to check it")
-        tiny = None
-    if yaml is None:
-        return tiny
-    loaded = yaml.safe_load(text)
-    assert tiny is None or tiny == loaded, f"the tiny loader reads {name} differently from PyYAML"
-    return loaded
 
 
 # -- housekeeping ------------------------------------------------------------------------

@@ -94,9 +94,9 @@ def _block(lines: list[tuple[int, str]], position: int, indent: int) -> tuple[An
     return mapping, position
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    text = (ROOT / "compose.yaml").read_text()
+def load_compose(name: str) -> dict[str, Any]:
+    """A compose file, read by the tiny loader and, when installed, by PyYAML (which must agree)."""
+    text = (ROOT / name).read_text()
     try:
         import yaml
     except ImportError:
@@ -105,14 +105,18 @@ def compose() -> dict[str, Any]:
         tiny = tiny_yaml(text)
     except Unsupported as exc:
         if yaml is None:
-            pytest.skip(f"compose.yaml uses YAML beyond this test's tiny loader ({exc}); install PyYAML to check it")
+            pytest.skip(f"{name} uses YAML beyond the tiny loader ({exc}); install PyYAML to check it")
         tiny = None
     if yaml is None:
         return tiny
     loaded = yaml.safe_load(text)
-    if tiny is not None:
-        assert tiny == loaded, "the tiny loader reads compose.yaml differently from PyYAML"
+    assert tiny is None or tiny == loaded, f"the tiny loader reads {name} differently from PyYAML"
     return loaded
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_compose("compose.yaml")
 
 
 def test_the_tiny_loader_reads_what_compose_yaml_uses():

@@ -19,6 +19,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from common.protocol import cleanup_analysis
 from common.settings import Settings
 from services.bot.chart import CHART_NAME, history_file, render_history_png
 from services.bot.embeds import (GREEN, board_pages, cleanup_preview_embeds, cleanup_report_embeds,
@@ -58,8 +59,9 @@ async def cleanup_message(services: Services, *, owner_id: int, include_import_b
                           include_slow: bool = False
                           ) -> tuple[dict[str, Any], list[discord.Embed], CleanupConfirmView | None]:
     """The tracker's removal candidates, their preview, and (not for a dry run) the Confirm/Cancel view."""
-    analysis = await services.ask("tracker", "analyze", {"include_import_blocked": include_import_blocked,
-                                                         "include_slow": include_slow})
+    analysis = cleanup_analysis(await services.ask("tracker", "analyze", {
+        "include_import_blocked": include_import_blocked, "include_slow": include_slow}),
+        services.settings.cleanup_usenet_failed)
     preview = await asyncio.to_thread(
         cleanup_preview_embeds, analysis, include_import_blocked=include_import_blocked, dry_run=dry_run,
         include_slow=include_slow, blocklist=services.settings.cleanup_blocklist,

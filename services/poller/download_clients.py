@@ -16,11 +16,13 @@ from typing import Any, Iterable
 from common.downloads import CLIENT_UNREACHABLE
 from common.settings import DownloadClientConfig
 from common.torrent_clients import ClientError, QBittorrentApi, TransmissionApi
+from common.usenet_clients import NZBGetApi, SABnzbdApi
 from services.poller.normalize import MAX_BYTES
 
 log = logging.getLogger(__name__)
 
 KEPT_TAG = "discarr-kept"  # set on a torrent removed from the *arr only, so the user can find it
+FAILED_JOBS_PER_CLIENT = 500  # failed history entries a snapshot carries per usenet client, the newest first
 # qBittorrent 4 tells a torrent's private flag one torrent per request: a poll asks for at most
 # this many new ones (a first poll of thousands of torrents stays short); a removal asks for all.
 PRIVATE_LOOKUPS_PER_POLL = 100
@@ -183,11 +185,223 @@ class TransmissionReader:
         self.api.close()
 
 
-READERS = {"qbittorrent": QBittorrentReader, "transmission": TransmissionReader}
+# NZBGet's job statuses (listgroups `Status`) of post-processing, and the stage each is, in discarr's words.
+NZBGET_STAGES = {
+    "PP_QUEUED": "queued for post-processing", "LOADING_PARS": "loading par files",
+    "VERIFYING_SOURCES": "verifying", "REPAIRING": "repairing", "VERIFYING_REPAIRED": "verifying the repair",
+    "RENAMING": "renaming", "UNPACKING": "unpacking", "MOVING": "moving", "EXECUTING_SCRIPT": "running a script",
+    "PP_FINISHED": "finishing post-processing",
+}
+# SABnzbd's history statuses of a job still post-processing (sabnzbd/constants.py), in discarr's words.
+SABNZBD_STAGES = {
+    "Queued": "queued for post-processing", "QuickCheck": "checking", "Verifying": "verifying",
+    "Repairing": "repairing", "Fetching": "fetching more repair blocks", "Extracting": "unpacking",
+    "Moving": "moving", "Running": "running a script",
+}
+SABNZBD_QUEUED = {"Queued", "Grabbing", "Propagating"}
+SABNZBD_CHECKING = {"Checking", "QuickCheck"}
+MIB = 1024 * 1024
+CLIENT_PAUSED = "paused as a whole"  # the client_state of a job whose whole client is paused (a full disk too)
 
 
-def is_torrent(record: dict[str, Any]) -> bool:
-    return record["protocol"] == "torrent" and record["download_id"] is not None
+def _int64(item: dict[str, Any], name: str) -> int | None:
+    """NZBGet's 64-bit sizes, sent as two 32-bit halves (`FileSizeHi`, `FileSizeLo`)."""
+    high, low = item.get(f"{name}Hi"), item.get(f"{name}Lo")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 32 for v in (high, low)):
+        return None
+    return high * 2 ** 32 + low
+
+
+def _nzbget_id(item: dict[str, Any], number: str) -> str:
+    """What Sonarr and Radarr use as the downloadId of an NZBGet job: its `drone` post-processing parameter,
+    set when they sent it, else its number (Sonarr Nzbget.cs GetQueue/GetHistory)."""
+    for parameter in item.get("Parameters") or ():
+        if isinstance(parameter, dict) and parameter.get("Name") == "drone" and parameter.get("Value"):
+            return str(parameter["Value"]).upper()
+    return str(item.get(number, "")).upper()
+
+
+class NZBGetReader:
+    """NZBGet's jobs (listgroups: downloading and post-processing) and history (finished ones)."""
+
+    def __init__(self, config: DownloadClientConfig, timeout: float) -> None:
+        self.config = config
+        self.api = NZBGetApi(config, timeout)
+
+    def figures(self, ids: set[str], private_lookups: int | None) -> dict[str, dict[str, Any]]:
+        status = self.api.status()  # asked even for no job, so its health is known
+        if not ids:
+            return {}
+        found = {}
+        for item in self.api.groups():
+            if isinstance(item, dict) and (job := _nzbget_id(item, "NZBID")) in ids:
+                figures = self._queued(item, bool(status.get("DownloadPaused")))
+                if figures is not None:
+                    found[job] = figures
+        if ids - set(found):  # a job whose post-processing is over is in the history
+            for item in self.api.history():
+                if isinstance(item, dict) and (job := _nzbget_id(item, "NZBID")) in ids and job not in found:
+                    figures = self._finished(item)
+                    if figures is not None:
+                        found[job] = figures
+        return found
+
+    def _queued(self, item: dict[str, Any], client_paused: bool) -> dict[str, Any] | None:
+        total, remaining, paused = (_int64(item, name) for name in ("FileSize", "RemainingSize", "PausedSize"))
+        if total is None or remaining is None or paused is None:
+            return None
+        raw = str(item.get("Status", ""))
+        stage = NZBGET_STAGES.get(raw)
+        if stage is not None:
+            state = "post_processing"
+        elif client_paused:
+            state, raw = "paused", CLIENT_PAUSED
+        elif raw == "PAUSED" or (remaining == paused and remaining):  # every file left is paused
+            state = "paused"
+        elif raw == "QUEUED" or (not item.get("ActiveDownloads") and remaining):
+            state = "queued"
+        else:
+            state = "downloading"
+        # The paused par files are downloaded only when a repair needs them: not part of the job until then.
+        figures = _figures(self.config, state, raw, total - remaining, total - paused, 0, None, 0, 0, None)
+        if figures is not None:
+            health, critical = item.get("Health"), item.get("CriticalHealth")
+            if _number(health) is not None and _number(critical) is not None:
+                figures.update(health=health / 10, critical_health=critical / 10)  # per mille
+            figures.update(stage=stage, labels=[str(item["Category"])] if item.get("Category") else [])
+        return figures
+
+    def _finished(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        raw = str(item.get("Status", ""))  # "SUCCESS/ALL", "FAILURE/HEALTH", "DELETED/MANUAL", ...
+        if raw.startswith("DELETED"):
+            return None
+        size = _int64(item, "FileSize")
+        state = "completed" if raw.startswith("SUCCESS") else "error"
+        figures = _figures(self.config, state, raw, size, size, 0, None, 0, 0, None)
+        if figures is not None:
+            figures.update(labels=[str(item["Category"])] if item.get("Category") else [])
+        return figures
+
+    def failed_jobs(self) -> list[dict[str, Any]]:
+        """The failed entries of its history (protocol.FAILED_JOB_FIELDS)."""
+        return [failed_job(_nzbget_id(item, "NZBID"), item.get("NZBID"), item.get("Name"), _int64(item, "FileSize"),
+                           item.get("Category"), str(item["Status"]))
+                for item in self.api.history()
+                if isinstance(item, dict) and str(item.get("Status", "")).startswith("FAILURE")]
+
+    def delete_job(self, history_id: Any) -> None:
+        """Remove a failed history entry and its files (HistoryFinalDelete)."""
+        self.api.delete_history(int(history_id))
+
+    def tag(self, job: str, tag: str) -> None:
+        """Usenet jobs are never kept seeding: nothing to tag."""
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def failed_job(job: str, history_id: Any, title: Any, size: int | None, category: Any, state: str) -> dict[str, Any]:
+    """One failed entry of a usenet client's history, as snapshots carry it (protocol.FAILED_JOB_FIELDS)."""
+    return {"id": job, "history_id": str(history_id), "title": str(title or job), "size": size or 0,
+            "category": str(category or ""), "state": state}
+
+
+def _megabytes(value: Any) -> int | None:
+    """SABnzbd's sizes in MB, sent as text ("1024.50") or numbers."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return _number(number * MIB)
+
+
+class SABnzbdReader:
+    """SABnzbd's queue (downloading jobs) and history (post-processing, completed and failed ones)."""
+
+    def __init__(self, config: DownloadClientConfig, timeout: float) -> None:
+        self.config = config
+        self.api = SABnzbdApi(config, timeout)
+
+    def figures(self, ids: set[str], private_lookups: int | None) -> dict[str, dict[str, Any]]:
+        queue = self.api.queue()  # asked even for no job, so its health is known
+        if not ids:
+            return {}
+        client_paused = bool(queue.get("paused"))
+        found = {}
+        for slot in queue["slots"]:
+            if isinstance(slot, dict) and str(slot.get("nzo_id", "")).upper() in ids:
+                figures = self._queued(slot, client_paused)
+                if figures is not None:
+                    found[str(slot["nzo_id"]).upper()] = figures
+        if ids - set(found):
+            for slot in self.api.history()["slots"]:
+                job = str(slot.get("nzo_id", "")).upper() if isinstance(slot, dict) else ""
+                if job in ids and job not in found and (figures := self._finished(slot)) is not None:
+                    found[job] = figures
+        return found
+
+    def _queued(self, slot: dict[str, Any], client_paused: bool) -> dict[str, Any] | None:
+        size, left = _megabytes(slot.get("mb")), _megabytes(slot.get("mbleft"))
+        if size is None or left is None:
+            return None
+        raw = str(slot.get("status", ""))
+        if client_paused and slot.get("priority") != "Force":  # a forced job downloads through a pause
+            state, raw = "paused", CLIENT_PAUSED
+        elif raw == "Paused":
+            state = "paused"
+        elif raw in SABNZBD_QUEUED:
+            state = "queued"
+        elif raw in SABNZBD_CHECKING:
+            state = "checking"
+        else:
+            state = "downloading"
+        figures = _figures(self.config, state, raw, size - min(left, size), size, 0, None, 0, 0, None)
+        if figures is not None:
+            figures.update(labels=[str(slot["cat"])] if slot.get("cat") else [], **sabnzbd_health(slot))
+        return figures
+
+    def _finished(self, slot: dict[str, Any]) -> dict[str, Any] | None:
+        raw = str(slot.get("status", ""))
+        size = _number(slot.get("bytes"))
+        stage = SABNZBD_STAGES.get(raw)
+        state = "post_processing" if stage else "completed" if raw == "Completed" else "error"
+        figures = _figures(self.config, state, raw, size, size, 0, None, 0, 0, None)
+        if figures is not None:
+            figures.update(stage=stage, labels=[str(slot["category"])] if slot.get("category") else [])
+        return figures
+
+    def failed_jobs(self) -> list[dict[str, Any]]:
+        """The failed entries of its history (protocol.FAILED_JOB_FIELDS)."""
+        return [failed_job(str(slot.get("nzo_id", "")).upper(), slot.get("nzo_id"), slot.get("name"),
+                           _number(slot.get("bytes")), slot.get("category"), "Failed")
+                for slot in self.api.history()["slots"]
+                if isinstance(slot, dict) and slot.get("status") == "Failed" and slot.get("nzo_id")]
+
+    def delete_job(self, history_id: Any) -> None:
+        """Remove a failed history entry and its files (del_files)."""
+        self.api.delete_history(str(history_id))
+
+    def tag(self, job: str, tag: str) -> None:
+        """Usenet jobs are never kept seeding: nothing to tag."""
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def sabnzbd_health(slot: dict[str, Any]) -> dict[str, float]:
+    """A queue slot's health as NZBGet measures it, from what SABnzbd says of its missing articles:
+    {} until the stand-in's findings say what SABnzbd exposes (see tests/sabnzbd.py)."""
+    return {}
+
+
+READERS = {"qbittorrent": QBittorrentReader, "transmission": TransmissionReader, "nzbget": NZBGetReader,
+           "sabnzbd": SABnzbdReader}
+
+
+def protocol_of(record: dict[str, Any]) -> str | None:
+    """The protocol whose clients may hold this record's download, or None when none can be matched
+    (no downloadId: the *arr's view stands)."""
+    return record["protocol"] if record["download_id"] is not None else None
 
 
 class DownloadClients:
@@ -205,27 +419,46 @@ class DownloadClients:
         """
         if not self.readers:
             return []  # no client configured: every record keeps "client": None
-        hashes = {record["download_id"].upper() for record in records if is_torrent(record)}
+        wanted: dict[str, set[str]] = {"torrent": set(), "usenet": set()}
+        for record in records:
+            if protocol_of(record) in wanted:
+                wanted[record["protocol"]].add(record["download_id"].upper())
         found: dict[str, dict[str, Any]] = {}
-        health, down = [], []
+        health: list[dict[str, Any]] = []
+        down: dict[str, list[str]] = {"torrent": [], "usenet": []}  # protocol -> clients that did not answer
         for reader in self.readers.values():
             try:
-                found.update(reader.figures(hashes, private_lookups))
+                found.update(reader.figures(wanted[reader.config.protocol], private_lookups))
                 state, error = "ok", None
             except ClientError as exc:
                 state, error = exc.state, exc.reason
             except (TypeError, ValueError, KeyError, AttributeError) as exc:  # JSON of the wrong shape
                 state, error = "bad_response", f"{reader.api.where} answered something unexpected ({exc!r:.80})"
             if state != "ok":
-                down.append(reader.config.name)
+                down[reader.config.protocol].append(reader.config.name)
             health.append({"name": reader.config.name, "kind": reader.config.kind, "state": state, "error": error})
             self._log_health(reader.config.name, state, error)
         for record in records:
-            figures = found.get(record["download_id"].upper()) if is_torrent(record) else None
-            if figures is None and down and is_torrent(record):
-                figures = unreachable_figures(down)
+            protocol = protocol_of(record)
+            figures = found.get(record["download_id"].upper()) if protocol in wanted else None
+            if figures is None and down.get(protocol):  # it may be in the client that did not answer
+                figures = unreachable_figures(down[protocol])
             record["client"] = figures
         return health
+
+    def failed_jobs(self, health: list[dict[str, Any]], limit: int = FAILED_JOBS_PER_CLIENT) -> None:
+        """Add to each usenet client's health the failed entries of its history (CLEANUP_USENET_FAILED)."""
+        for entry in health:
+            reader = self.readers[entry["name"]]
+            if entry["state"] != "ok" or reader.config.protocol != "usenet":
+                continue
+            try:
+                entry["failed"] = reader.failed_jobs()[:limit]
+            except ClientError as exc:
+                entry.update(state=exc.state, error=exc.reason)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:  # JSON of the wrong shape
+                entry.update(state="bad_response",
+                             error=f"{reader.api.where} answered its history with something unexpected ({exc!r:.80})")
 
     def tag(self, figures: dict[str, Any], info_hash: str, tag: str) -> None:
         self.readers[figures["name"]].tag(info_hash, tag)

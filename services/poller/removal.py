@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from common.clock import Clock
-from common.downloads import (SET_ASIDE, classify_download, client_figures, download_key, measure,
-                              unreachable_client)
+from common.downloads import (SET_ASIDE, below_critical_health, classify_download, client_figures, download_key,
+                              measure, unreachable_client)
 from common.torrent_clients import ClientError
 from services.poller.arr_client import ArrClient, ArrError
 from services.poller.audit import AuditLog
@@ -225,7 +225,8 @@ def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: Removal
         client = client_figures(records[0])
         if status in SET_ASIDE or (client is not None and client["state"] in SET_ASIDE):
             return f"now {client['state'] if status not in SET_ASIDE and client else status}"
-        failed = activity == "failed" or any(r["tracked_status"] == "error" for r in records)
+        failed = activity == "failed" or any(r["tracked_status"] == "error" or below_critical_health(r)
+                                             for r in records)
         return None if failed else "no longer failed"
     if category == "attention":
         if item.get("attention") == "not_imported":
@@ -307,6 +308,9 @@ class Remover:
 
     def _remove_from(self, instance: str, items: list[dict], request: dict, deadline: float) -> list[dict]:
         client = self.clients.get(instance)
+        reader = self.download_clients.readers.get(instance)
+        if client is None and reader is not None and all(item.get("client_history") for item in items):
+            return self._remove_failed_jobs(reader, items, request)
         if client is None:
             return [self._decided(request, item, "failed", f"instance {instance!r} is not configured on this poller")
                     for item in items]
@@ -336,6 +340,47 @@ class Remover:
                 continue
             results.append(self._remove_one(client, request, item, queue_ids, mode, deadline))
         return results
+
+    def _remove_failed_jobs(self, reader: Any, items: list[dict], request: dict) -> list[dict]:
+        """Failed entries of a usenet client's history (CLEANUP_USENET_FAILED), removed with their files
+        when they are still failed and no *arr of this poller has them in its queue."""
+        name = reader.config.name
+        try:
+            failed = {job["id"]: job for job in reader.failed_jobs()}
+            queued = {record["download_id"].upper() for arr in self.clients.values()
+                      for record in arr.fetch_queue()[0] if record["download_id"]}
+        except (ClientError, ArrError) as exc:
+            return [self._decided(request, item, "failed", f"could not look again ({exc.reason}); nothing was removed")
+                    for item in items]
+        results = []
+        for item in items:
+            job = failed.get(item["download_id"])
+            if job is None:
+                results.append(self._decided(request, item, "skipped", f"no longer a failed entry of {name}'s history"))
+            elif item["download_id"] in queued:
+                results.append(self._decided(request, item, "skipped", "an *arr has it in its queue again"))
+            elif request["dry_run"]:
+                results.append(self._decided(request, item, "dry_run", f"dry run: would remove it from {name}'s "
+                                                                        "history with its files"))
+            else:
+                results.append(self._remove_failed_job(reader, job, item, request))
+        return results
+
+    def _remove_failed_job(self, reader: Any, job: dict, item: dict, request: dict) -> dict:
+        """Audit the intent, then remove the entry and its files."""
+        name = reader.config.name
+        try:
+            self.audit.append(self._audit_line(request, item, "removing", f"removing it from {name}'s history "
+                                                                          "with its files"))
+        except OSError as exc:
+            return self._result(item, "failed", f"the audit log cannot be written ({exc.strerror or exc}); "
+                                                "nothing was removed")
+        try:
+            reader.delete_job(job["history_id"])
+        except ClientError as exc:
+            return self._decided(request, item, "failed", exc.reason)
+        self.memory.add(item, request["requested_by"])
+        return self._decided(request, item, "removed", f"removed from {name}'s history with its files")
 
     def _named_before(self, instance: str, queue_ids: list[int]) -> str | None:
         """Why these records may not be named in a DELETE again, or None."""

@@ -44,8 +44,9 @@ def failed_poll(instance: InstanceConfig, clock: Clock, poller: dict[str, Any], 
 
 
 def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any], download_clients: DownloadClients,
-                  memory: RemovalMemory) -> dict[str, Any]:
-    """One instance's queue, with its torrents' client figures, as a snapshot body.
+                  memory: RemovalMemory, failed_jobs: bool = False) -> dict[str, Any]:
+    """One instance's queue, with its downloads' client figures, as a snapshot body; with `failed_jobs`
+    (CLEANUP_USENET_FAILED), each usenet client's failed history entries and those removed lately.
 
     A failure is reported as health, not raised.
     """
@@ -61,6 +62,11 @@ def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any], downl
             memory.read_whole_queue(client.instance.name, records)
         health = {"state": "ok", "error": None}
         clients = download_clients.annotate(records)
+        if failed_jobs:
+            download_clients.failed_jobs(clients)
+            for entry in clients:
+                if "failed" in entry:
+                    entry["removed"] = [notice["download_id"] for notice in memory.notices(entry["name"])]
         memory.stamp(client.instance.name, records)
         removals = memory.notices(client.instance.name)
     except ArrError as exc:
@@ -84,6 +90,7 @@ class InstancePoller(threading.Thread):
         self.client = ArrClient(instance, settings.request_timeout_seconds)
         self.download_clients = DownloadClients(settings.download_clients, settings.request_timeout_seconds)
         self.memory = memory
+        self.failed_jobs = settings.cleanup_usenet_failed
         self.interval = settings.poll_interval_seconds
         self.outbox, self.stop, self.clock = outbox, stop, clock
         self.timeout = settings.request_timeout_seconds
@@ -95,7 +102,8 @@ class InstancePoller(threading.Thread):
         while not self.stop.is_set():
             started = time.monotonic()
             try:
-                snapshot = take_snapshot(self.client, self.clock, self.poller, self.download_clients, self.memory)
+                snapshot = take_snapshot(self.client, self.clock, self.poller, self.download_clients, self.memory,
+                                         self.failed_jobs)
             except Exception:  # a bug meeting odd data: this poll is lost, never the thread
                 log.exception("polling %s failed; trying again next poll", self.client.instance.name)
                 snapshot = failed_poll(self.client.instance, self.clock, self.poller,

@@ -160,9 +160,13 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
         return Finding(history, category, False, stalled_s, stalled_from, downloaded, progress, reason,
                        attention=attention)
 
+    client = history.first.client
     if history.activity == "failed":
         state = history.first.tracked_state or history.first.status
         return settled("inactive", _recurring(history, f"{history.instance} marked it failed ({state})"))
+    if client is not None and client.below_critical_health and history.activity != "finished":
+        return settled("inactive", _recurring(history, f"articles missing: health {client.health:.1f} %, needs "
+                                                        f"{client.critical_health:.1f} % ({client.name})"))
     if history.error_since is not None and _gave_up(history, now, downloaded, progress, config):
         errored = history.counted_seconds(history.error_since, now)
         if errored >= config.threshold_s:
@@ -173,13 +177,18 @@ def examine(history: DownloadHistory, config: DetectionConfig) -> Finding:
         return settled("attention", "completed but import is blocked: needs a human", attention="import_blocked")
     if history.activity == "finished":
         finished = history.counted_seconds(history.since, now)
+        stage = (f"{history.stage} for {_minutes(history.counted_seconds(history.stage_since, now))} ({client.name})"
+                 if client is not None and history.stage and history.stage_since is not None else None)
         if finished >= config.threshold_s:
-            return settled("attention", f"finished {_minutes(finished)} ago, not imported: the *arr is still "
-                                        "waiting for its download client (unpacking?)", attention="not_imported")
-        return settled(None, "finished: verifying, repairing or unpacking, then imported")
+            waiting = stage or "the *arr is still waiting for its download client (unpacking?)"
+            return settled("attention", f"finished {_minutes(finished)} ago, not imported: {waiting}",
+                           attention="not_imported")
+        return settled(None, stage or "finished: verifying, repairing or unpacking, then imported")
     stretch = history.stalled_since(now, downloaded, progress, config)
     if stretch is None:
-        return settled(None, history.activity)
+        # Not downloading: the client's own word when it has one ("sabnzbd: paused", "nzbget: queued").
+        return settled(None, f"{client.name}: {client.state} ({client.client_state})"
+                       if client is not None and history.activity == "idle" else history.activity)
     since, start = stretch
     stalled = history.counted_seconds(since, now)
     moved = downloaded - start.downloaded
@@ -231,3 +240,27 @@ def outcome(history: DownloadHistory) -> Outcome:
         was_slow=history.was_slow, longest_stall_s=history.longest_stall_s,
         mean_speed_bps=history.active_bytes / history.active_s if history.active_s > 0 else None,
         recurred=first.removed_before)
+
+
+def failed_job_item(client: str, job: dict[str, Any]) -> dict[str, Any]:
+    """A usenet client's failed history entry that no *arr still queues, as a cleanup candidate (an ITEM;
+    CLEANUP_USENET_FAILED): removed from the client's history with its files."""
+    return {"instance": client, "download_id": job["id"], "queue_ids": [], "title": job["title"], "status": "failed",
+            "category": "inactive", "attention": None, "progress": 0.0, "size": job["size"], "sizeleft": 0,
+            "stalled_minutes": 0.0, "activity": "failed", "soon_stuck": False, "on_hold": False, "eta": None,
+            "reason": f"failed in {client}'s history ({job['state']}); no *arr has it in its queue: its files "
+                      "are left behind",
+            "protocol": "usenet", "download_client": client, "client": None, "private": None, "removed_before": 0,
+            "recurring": False, "withheld": None, "client_name": client, "observed_at": None,
+            "client_history": True, "history_id": job["history_id"], "evidence": {"source": client}}
+
+
+def failed_job_outcome(client: str, job: dict[str, Any], first_seen: float, last_seen: float,
+                       removed: bool) -> Outcome:
+    """How a failed history entry's stay in its client ended: removed by discarr, or gone otherwise."""
+    return Outcome(
+        instance=client, download_id=job["id"], title=job["title"], release_group=release_group(job["title"]),
+        indexer=None, download_client=client, protocol="usenet", size=job["size"], first_seen=first_seen,
+        last_seen=last_seen, outcome="removed" if removed else "gone", category="inactive" if removed else None,
+        automatic=False, was_stuck=False, was_inactive=True, was_slow=False, longest_stall_s=0.0,
+        mean_speed_bps=None, recurred=0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgpack
 
 from services.tracker.history import DownloadHistory
-from services.tracker.state import InstanceState, Tracker
+from services.tracker.state import FailedJob, InstanceState, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ def save(tracker: Tracker, path: str | os.PathLike) -> None:
         "instances": [vars(instance) for instance in tracker.instances.values()],
         "downloads": [history.to_state() for histories in tracker.downloads.values()
                       for history in histories.values()],
+        "failed_jobs": [[poller, client, job.fields, job.first_seen]
+                        for (poller, client), jobs in tracker.failed_jobs.items() for job in jobs.values()],
     }
     temporary = target.with_name(target.name + ".tmp")
     with open(temporary, "wb") as handle:
@@ -50,6 +52,8 @@ def load(tracker: Tracker, path: str | os.PathLike) -> bool:
             raise ValueError("not a discarr tracker checkpoint of this version")
         instances = [InstanceState(**fields) for fields in state["instances"]]
         histories = [DownloadHistory.from_state(fields) for fields in state["downloads"]]
+        failed_jobs = [(poller, client, FailedJob(fields, first_seen))
+                       for poller, client, fields, first_seen in state.get("failed_jobs", ())]
     except Exception as exc:  # any fault in the file: set it aside, start empty
         aside = source.with_name(f"{source.name}.corrupt-{int(time.time())}")
         os.replace(source, aside)
@@ -60,6 +64,9 @@ def load(tracker: Tracker, path: str | os.PathLike) -> bool:
     tracker.downloads = {}
     for history in histories:
         tracker.downloads.setdefault(history.instance, {})[history.key] = history
+    tracker.failed_jobs = {}
+    for poller, client, job in failed_jobs:
+        tracker.failed_jobs.setdefault((poller, client), {})[job.fields["id"]] = job
     tracker.observed_until = max((history.last_seen for history in histories), default=0.0)
     tracker.judge(histories)
     log.info("restored %d downloads from %s", len(histories), source)

@@ -30,6 +30,8 @@ OUTCOME_STATE = ("longest_stall_s", "active_s", "active_bytes", "was_stuck", "wa
 # The outage guard's evidence, in checkpoints too: a tracker restarted just before a VPN drop must still
 # know which downloads were moving, or it cannot tell their stop from N stuck downloads.
 GUARD_STATE = ("moved", "rose", "quiet_s")
+# A usenet job's post-processing stage as its client names it, and since when: "repairing for 20 min".
+STAGE_STATE = ("stage", "stage_since")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class DownloadHistory:
     was_inactive: bool = False
     was_slow: bool = False
     removed_as: list | None = None     # [category, automatically?] once discarr removed it
+    stage: str | None = None           # its client's post-processing stage (usenet), STAGE_STATE
+    stage_since: float | None = None
     # The outage guard's evidence (GUARD_STATE); the outages themselves are not checkpointed.
     moved: bool = False                # bytes rose at the last observation
     rose: bool = False                 # bytes rose at some observation
@@ -120,6 +124,13 @@ class DownloadHistory:
     def measured(self) -> tuple[int, int, int, float]:
         """(size, sizeleft, downloaded, progress) of the latest records (common.downloads.measure)."""
         return measure_sizes([record.sizes() for record in self.records] if self.more else [self.first.sizes()])
+
+    def observe_stage(self, now: float) -> None:
+        """Note its client's post-processing stage, and when it began."""
+        client = self.first.client
+        stage = client.stage if client is not None else None
+        if stage != self.stage:
+            self.stage, self.stage_since = stage, now if stage is not None else None
 
     # --- recording -------------------------------------------------------
     def observe(self, now: float, downloaded: int, progress: float, activity: str,
@@ -275,7 +286,7 @@ class DownloadHistory:
                 "held": [list(span) for span in self.held], "points": [list(point) for point in self.points],
                 "records": [record.as_message() for record in self.records],
                 "last_bytes": self.last_bytes, "last_seen": self.last_seen,
-                **{name: getattr(self, name) for name in (*OUTCOME_STATE, *GUARD_STATE)}}
+                **{name: getattr(self, name) for name in (*OUTCOME_STATE, *GUARD_STATE, *STAGE_STATE)}}
 
     @classmethod
     def from_state(cls, state: dict) -> "DownloadHistory":
@@ -284,7 +295,8 @@ class DownloadHistory:
                       error_since=state["error_since"], held=tuple(Hold(*span) for span in state["held"]),
                       points=PointSeries(state["points"]),
                       last_bytes=state["last_bytes"], last_seen=state["last_seen"],
-                      **{name: state[name] for name in (*OUTCOME_STATE, *GUARD_STATE) if name in state})
+                      **{name: state[name] for name in (*OUTCOME_STATE, *GUARD_STATE, *STAGE_STATE)
+                         if name in state})
         history.keep_records([StoredRecord.from_message(record) for record in state["records"]])
         # Outages are not checkpointed: a clock is never held by an outage that is no longer reported
         # (one the restarted tracker recognises again is reported again).

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 
 from common.clock import Clock
 from common.downloads import download_activity
-from services.tracker.analysis import Finding, examine, outcome
+from services.tracker.analysis import Finding, examine, failed_job_item, failed_job_outcome, outcome
 from services.tracker.stats import StatsStore
 from services.tracker.history import DetectionConfig, DownloadHistory
 from services.tracker.storage import ReceivedRecord, receive_record
@@ -57,6 +57,14 @@ class InstanceState:
         return age if age > STALE_FACTOR * self.next_within + STALE_SLACK_SECONDS else None
 
 
+@dataclass(frozen=True)
+class FailedJob:
+    """A failed entry of a usenet client's history (protocol.FAILED_JOB_FIELDS), since when it is listed."""
+
+    fields: dict[str, Any]
+    first_seen: float
+
+
 @dataclass
 class Outage:
     """A download client whose active downloads all stopped moving together: their clocks are held.
@@ -81,6 +89,7 @@ class Tracker:
         self.download_clients: dict[str, dict[str, Any]] = {}  # name -> its latest health, as a poller saw it
         self.observed_until = 0.0  # the latest observation: a clock that steps back counts no time
         self.ingesting: dict[str, Any] | None = None  # the snapshot being ingested in slices, and how far
+        self.failed_jobs: dict[tuple[str, str], dict[str, FailedJob]] = {}  # (poller, usenet client) -> its failed
 
     def observation_time(self) -> float:
         """Now, never earlier than the latest observation (verdicts need time to run forwards)."""
@@ -118,6 +127,8 @@ class Tracker:
         instance.last_snapshot_at = self.clock.now()
         for client in snapshot["clients"]:
             self.download_clients[client["name"]] = dict(client, reported_at=instance.last_snapshot_at)
+            if "failed" in client:
+                self._follow_failed_jobs(poller["name"], client)
         if snapshot["records"] is None:
             return  # an unhealthy poll says nothing about the queue: keep every history
         now = self.observation_time()
@@ -175,6 +186,7 @@ class Tracker:
         activity = download_activity({record.activity for record in records})
         tracked_error = any(record.tracked_error for record in records)
         history.observe(now, downloaded, progress, activity, tracked_error, self.config)
+        history.observe_stage(now)
         return history
 
     def judge(self, histories: Iterable[DownloadHistory]) -> None:
@@ -187,6 +199,30 @@ class Tracker:
             history.was_stuck |= finding.category == "stuck"
             history.was_inactive |= finding.category == "inactive"
             history.was_slow |= finding.category == "slow"
+
+    def _follow_failed_jobs(self, poller: str, client: dict[str, Any]) -> None:
+        """A usenet client's failed history entries (CLEANUP_USENET_FAILED): those that left it have their
+        outcome recorded, "removed" when its poller removed them."""
+        now = self.clock.now()
+        known = self.failed_jobs.setdefault((poller, client["name"]), {})
+        listed = {job["id"]: job for job in client["failed"]}
+        removed = set(client.get("removed", ()))
+        left = [known.pop(job_id) for job_id in list(known) if job_id not in listed]
+        if left and self.stats is not None:
+            self.stats.add(failed_job_outcome(client["name"], job.fields, job.first_seen, now, job.fields["id"] in removed)
+                           for job in left)
+            self.stats.flush()
+        for job_id, job in listed.items():
+            known[job_id] = FailedJob(job, known[job_id].first_seen if job_id in known else now)
+
+    def failed_job_items(self) -> list[dict[str, Any]]:
+        """The failed entries of each usenet client's history that no *arr of its poller has in its queue."""
+        items = []
+        for (poller, client), jobs in sorted(self.failed_jobs.items()):
+            queued = {key.upper() for name, state in self.instances.items() if state.poller == poller
+                      for key in self.downloads.get(name, {})}
+            items += [failed_job_item(client, job.fields) for job_id, job in sorted(jobs.items()) if job_id not in queued]
+        return items
 
     def _record_outcomes(self, departed: list[DownloadHistory]) -> None:
         """Downloads that left the queue: one outcome row each, written in one transaction."""
@@ -346,11 +382,15 @@ class Tracker:
                     or (finding.category == "slow" and include_slow)
                     or (finding.attention == "import_blocked" and include_import_blocked))
         findings = self.findings("stuck", "inactive", "slow", "attention")
+        endpoints = {i.poller: i.poller_endpoint for i in self.instances.values() if i.poller_endpoint}
         return {"candidates": [f.item() for f in findings if removable(f) and not f.history.withheld],
                 "withheld": [f.item() for f in findings if removable(f) and f.history.withheld],
                 "attention": [f.item() for f in findings if f.category == "attention"],
                 "slow": [f.item() for f in findings if f.category == "slow"],
-                "pollers": {i.name: i.poller_endpoint for i in self.instances.values() if i.poller_endpoint},
+                # offered by /cleanup and discarr cleanup with CLEANUP_USENET_FAILED, never by automatic cleanup
+                "usenet_failed": self.failed_job_items(),
+                "pollers": {**{client: endpoints[poller] for poller, client in self.failed_jobs if poller in endpoints},
+                            **{i.name: i.poller_endpoint for i in self.instances.values() if i.poller_endpoint}},
                 "poller_names": {i.poller_endpoint: i.poller for i in self.instances.values() if i.poller_endpoint}}
 
     def history(self, instance: str, key: str) -> dict[str, Any]:

@@ -24,7 +24,8 @@ def _interned(value: str | None) -> str | None:
 
 
 class ClientFigures(NamedTuple):
-    """A download client's own figures for one torrent (protocol.CLIENT_FIELDS)."""
+    """A download client's own figures for one torrent or usenet job (protocol.CLIENT_FIELDS and
+    CLIENT_OPTIONAL_FIELDS)."""
 
     name: str
     kind: str
@@ -37,16 +38,37 @@ class ClientFigures(NamedTuple):
     seeds: int
     peers: int
     private: bool | None
+    stage: str | None = None
+    health: float | None = None
+    critical_health: float | None = None
+    labels: tuple[str, ...] = ()
 
     @classmethod
     def from_message(cls, figures: dict[str, Any]) -> "ClientFigures":
+        stage = figures.get("stage")
         return cls(sys.intern(figures["name"]), sys.intern(figures["kind"]), sys.intern(figures["state"]),
                    sys.intern(figures["client_state"]), figures["downloaded"], figures["size"],
                    figures["download_speed"], figures["last_activity"], figures["seeds"], figures["peers"],
-                   figures["private"])
+                   figures["private"], _interned(stage), figures.get("health"), figures.get("critical_health"),
+                   tuple(sys.intern(label) for label in figures.get("labels", ()) if isinstance(label, str)))
 
     def as_message(self) -> dict[str, Any]:
-        return self._asdict()
+        """As the snapshot carried it: the optional fields only when the client said them."""
+        fields = self._asdict()
+        for name in _OPTIONAL_FIGURES:
+            if fields[name] in (None, ()):
+                del fields[name]
+        if "labels" in fields:
+            fields["labels"] = list(self.labels)
+        return fields
+
+    @property
+    def below_critical_health(self) -> bool:
+        """A usenet job missing more articles than its repair data covers: it can never complete."""
+        return self.health is not None and self.critical_health is not None and self.health < self.critical_health
+
+
+_OPTIONAL_FIGURES = ("stage", "health", "critical_health", "labels")  # protocol.CLIENT_OPTIONAL_FIELDS
 
 
 class StoredRecord(NamedTuple):

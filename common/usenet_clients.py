@@ -1,0 +1,141 @@
+"""Thin layers over the usenet clients' own APIs: NZBGet's JSON-RPC and SABnzbd's HTTP API, both over
+requests (each is a few calls: no library needed).
+
+Shared by the poller (which reads each job's figures and removes failed history entries) and simarr
+(which, like Sonarr, reads its queue from a real client). As for the torrent clients
+(common/torrent_clients.py), every failure becomes `ClientError` with a health state and a one-line
+reason in discarr's words, which never contains the username, password or API key: credentials
+travel in a header (NZBGet) or in the query (SABnzbd, whose URL is never put in a reason).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from common.http import no_answer
+from common.settings import DownloadClientConfig
+from common.torrent_clients import ClientError
+
+
+class NZBGetApi:
+    """NZBGet's JSON-RPC at {url}/jsonrpc, with HTTP basic auth (ControlUsername / ControlPassword)."""
+
+    def __init__(self, config: DownloadClientConfig, timeout: float) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.where = f"{config.name} at {config.url}"
+        self.session = requests.Session()
+        self.session.auth = (config.username, config.password)
+        self._serial = 0
+
+    def call(self, method: str, *params: Any) -> Any:
+        """The `result` of one call; ClientError when there is none."""
+        self._serial += 1
+        try:
+            response = self.session.post(f"{self.config.url}/jsonrpc", timeout=self.timeout,
+                                         json={"version": "1.1", "method": method, "params": list(params),
+                                               "id": self._serial})
+        except requests.RequestException as exc:
+            raise no_answer(exc, self.where, self.timeout, ClientError) from None
+        if response.status_code in (401, 403):
+            raise ClientError("unauthorized", f"{self.where} refused the username or password")
+        if response.status_code != 200:
+            raise ClientError("bad_response", f"{self.where} answered HTTP {response.status_code} to {method}")
+        try:
+            answer = response.json()
+        except ValueError:
+            raise ClientError("bad_response", f"{self.where} answered {method} with something not JSON") from None
+        if not isinstance(answer, dict) or "result" not in answer or answer.get("error"):
+            raise ClientError("bad_response", f"{self.where} refused {method}")
+        return answer["result"]
+
+    def version(self) -> str:
+        return str(self.call("version"))
+
+    def status(self) -> dict[str, Any]:
+        """The client as a whole: DownloadPaused, DownloadRate, FreeDiskSpaceMB and the like."""
+        return self._map(self.call("status"), "status")
+
+    def groups(self) -> list[Any]:
+        """listgroups: every job in the queue, downloading or post-processing (entries unchecked)."""
+        return self._list(self.call("listgroups", 0), "listgroups")
+
+    def history(self) -> list[Any]:
+        """history: every finished job, completed or failed (entries unchecked)."""
+        return self._list(self.call("history", False), "history")
+
+    def delete_history(self, history_id: int) -> None:
+        """Remove a history entry and its files from disk (HistoryFinalDelete)."""
+        if self.call("editqueue", "HistoryFinalDelete", "", [history_id]) is not True:
+            raise ClientError("bad_response", f"{self.where} did not delete history entry {history_id}")
+
+    def _map(self, value: Any, method: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ClientError("bad_response", f"{self.where} answered {method} with something not a map")
+        return value
+
+    def _list(self, value: Any, method: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise ClientError("bad_response", f"{self.where} answered {method} with something not a list")
+        return value
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class SABnzbdApi:
+    """SABnzbd's API at {url}/api?mode=...&output=json&apikey=... (Config → General → API Key)."""
+
+    def __init__(self, config: DownloadClientConfig, timeout: float) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.where = f"{config.name} at {config.url}"
+        self.session = requests.Session()
+
+    def call(self, mode: str, **params: Any) -> dict[str, Any]:
+        """The answer of one mode, a map; ClientError when SABnzbd refused it or answered something else."""
+        query = {"mode": mode, "output": "json", **params, "apikey": self.config.api_key}
+        try:
+            response = self.session.get(f"{self.config.url}/api", params=query, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise no_answer(exc, self.where, self.timeout, ClientError) from None
+        if response.status_code in (401, 403):
+            raise ClientError("unauthorized", f"{self.where} refused the API key")
+        if response.status_code != 200:
+            raise ClientError("bad_response", f"{self.where} answered HTTP {response.status_code} to mode={mode}")
+        try:
+            answer = response.json()
+        except ValueError:
+            # An older SABnzbd answers a refused key in plain text even when asked for JSON.
+            raise ClientError("unauthorized" if response.text.startswith("error") else "bad_response",
+                              f"{self.where} refused mode={mode} (is SABNZBD_API_KEY its API key?)") from None
+        if not isinstance(answer, dict):
+            raise ClientError("bad_response", f"{self.where} answered mode={mode} with something not a map")
+        if answer.get("status") is False:  # a key SABnzbd does not know, or a request it refused
+            raise ClientError("unauthorized", f"{self.where} refused mode={mode} (is SABNZBD_API_KEY its API key?)")
+        return answer
+
+    def version(self) -> str:
+        return str(self.call("version").get("version", "?"))
+
+    def queue(self) -> dict[str, Any]:
+        """The queue (its `paused` flag and its `slots`, unchecked)."""
+        return self._part(self.call("queue", start=0, limit=0), "queue")
+
+    def history(self) -> dict[str, Any]:
+        """The history (its `slots`, unchecked): jobs in post-processing, completed and failed."""
+        return self._part(self.call("history", start=0, limit=0), "history")
+
+    def delete_history(self, nzo_id: str) -> None:
+        """Remove a history entry and its files from disk."""
+        self.call("history", name="delete", value=nzo_id, del_files=1, archive=0)
+
+    def _part(self, answer: dict[str, Any], key: str) -> dict[str, Any]:
+        part = answer.get(key)
+        if not isinstance(part, dict) or not isinstance(part.get("slots"), list):
+            raise ClientError("bad_response", f"{self.where} answered mode={key} without its slots")
+        return part
+
+    def close(self) -> None:
+        self.session.close()
