@@ -100,32 +100,38 @@ class SABnzbdApi:
             response = self.session.get(f"{self.config.url}/api", params=query, timeout=self.timeout)
         except requests.RequestException as exc:
             raise no_answer(exc, self.where, self.timeout, ClientError) from None
-        if response.status_code in (401, 403):
+        if response.status_code in (401, 403):  # sabnzbd/interface.py check_apikey: 403, in plain text
             raise ClientError("unauthorized", f"{self.where} refused the API key")
         if response.status_code != 200:
             raise ClientError("bad_response", f"{self.where} answered HTTP {response.status_code} to mode={mode}")
         try:
             answer = response.json()
         except ValueError:
-            # An older SABnzbd answers a refused key in plain text even when asked for JSON.
-            raise ClientError("unauthorized" if response.text.startswith("error") else "bad_response",
-                              f"{self.where} refused mode={mode} (is SABNZBD_API_KEY its API key?)") from None
+            raise ClientError("bad_response", f"{self.where} answered mode={mode} with something not JSON") from None
         if not isinstance(answer, dict):
             raise ClientError("bad_response", f"{self.where} answered mode={mode} with something not a map")
-        if answer.get("status") is False:  # a key SABnzbd does not know, or a request it refused
-            raise ClientError("unauthorized", f"{self.where} refused mode={mode} (is SABNZBD_API_KEY its API key?)")
+        if answer.get("status") is False and isinstance(answer.get("error"), str):
+            raise ClientError("bad_response", f"{self.where} refused mode={mode}: {answer['error'][:100]}")
         return answer
 
     def version(self) -> str:
         return str(self.call("version").get("version", "?"))
 
     def queue(self) -> dict[str, Any]:
-        """The queue (its `paused` flag and its `slots`, unchecked)."""
+        """The queue (its `paused` flag and its `slots`, unchecked): every job (limit 0 is all of it)."""
         return self._part(self.call("queue", start=0, limit=0), "queue")
 
-    def history(self) -> dict[str, Any]:
-        """The history (its `slots`, unchecked): jobs in post-processing, completed and failed."""
-        return self._part(self.call("history", start=0, limit=0), "history")
+    def history(self, limit: int, failed_only: bool = False) -> dict[str, Any]:
+        """The newest `limit` entries of the history (its `slots`, unchecked): jobs in post-processing,
+        completed and failed. (Limit 0 would be SABnzbd's configured page, ten by default.)"""
+        return self._part(self.call("history", start=0, limit=limit, failed_only=int(failed_only)), "history")
+
+    def files(self, nzo_id: str) -> list[Any]:
+        """A queued job's files (mode=get_files; entries unchecked): its par2 volumes are its repair data."""
+        files = self.call("get_files", value=nzo_id).get("files")
+        if not isinstance(files, list):
+            raise ClientError("bad_response", f"{self.where} answered mode=get_files without its files")
+        return files
 
     def delete_history(self, nzo_id: str) -> None:
         """Remove a history entry and its files from disk."""

@@ -5,6 +5,50 @@
 home in the test's tmp_path that downloads them from it. The server's controls change
 what NZBGet sees while it downloads: `throttle_bytes_per_second`, `withheld` (articles
 answered 430), `hang` (BODY/ARTICLE never answered). Nothing leaves the loopback.
+
+What NZBGet 21.0 reports over JSON-RPC, as observed with these fixtures
+(tests/test_usenet_fixtures.py; Unpack=no, ParCheck=auto, 64 KiB articles):
+
+- Sizes come in 32-bit halves plus MB: `RemainingSizeLo`/`Hi`/`MB`, `PausedSize*`,
+  `FileSize*`, `DownloadedSize*` (`size_of()` joins them). `listgroups` items carry `NZBID`
+  (also `FirstID`/`LastID`, no `ID`); `history` items carry both `ID` and `NZBID`.
+- `Parameters` is `[{"Name": "drone", "Value": "<32 hex>"}, {"Name": "*Unpack:", "Value": "yes"}]`
+  in the queue and the history alike (NZBGet adds "*Unpack:" itself).
+- `listgroups` `Status` while downloading: "DOWNLOADING" (`ActiveDownloads` > 0); a job
+  waiting for a slot or a client paused with `pausedownload`: "QUEUED" (`ActiveDownloads` 0,
+  `PausedSize` 0; only `status` tells: `DownloadPaused` true, `ServerStandBy` true); a job
+  paused itself: "PAUSED" (`RemainingSize` == `PausedSize`).
+  Post-processing, in order: "RENAMING", "LOADING_PARS", "VERIFYING_SOURCES", ("REPAIRING",
+  "VERIFYING_REPAIRED" when articles were missing), "RENAMING", "UNPACKING" (shown even with
+  Unpack=no), "MOVING", "PP_FINISHED"; about 1-2 s in all for a few MB. `ParStatus` in the
+  queue turns "SUCCESS"/"FAILURE" during it. `PostStageProgress` is garbage while downloading.
+- ParCheck=auto holds the par2 volumes back: `RemainingSize` never reaches 0; it stays at
+  `PausedSize` (> 0) through post-processing (Sonarr uses `RemainingSize - PausedSize`).
+  When articles are missing, NZBGet unpauses volumes during "VERIFYING_SOURCES", so
+  `RemainingSize` falls again while the status is a post-processing one.
+- `Health`/`CriticalHealth` are per mille. CriticalHealth = (size - 2 * par size) / (size -
+  par size): 799 with 20 % par2, 949 with 5 % (4 MB), and 1000 for a job without par2 files
+  (NZBGet's own health check then assumes 850): such a job missing any article shows
+  "DOWNLOADING" with `Health` < `CriticalHealth` (934 < 1000 at 5 % missing), downloads on,
+  and ends "FAILURE/HEALTH" with `DeleteStatus` "NONE".
+- History, sound job with par2: `Status` "SUCCESS/PAR", `ParStatus` "SUCCESS", `DeleteStatus`
+  "NONE", `MarkStatus` "NONE", `MoveStatus` "SUCCESS", `Health` 1000; without par2 files:
+  "SUCCESS/HEALTH", `ParStatus` "NONE". Repaired (10 % of the file missing, 20 % par2):
+  "SUCCESS/PAR", "SUCCESS", "NONE", "NONE", `Health` 901 / `CriticalHealth` 799 (4 MB).
+- Below critical health (40 % missing, 5 % par2), by HealthCheck:
+  "delete" and "park": the job leaves the queue at the article that crosses the line
+  (for a blink `listgroups` shows it "PP_FINISHED" with `DeleteStatus` "HEALTH"); history
+  `Status` "FAILURE/HEALTH", `ParStatus` "NONE", `DeleteStatus` "HEALTH", `MarkStatus`
+  "NONE", `Health` 934 < `CriticalHealth` 949 (park keeps the files, delete removes them).
+  "none": it downloads on, "DOWNLOADING" with `Health` < `CriticalHealth` (down to 590 < 949),
+  then history "FAILURE/PAR", `ParStatus` "FAILURE", `DeleteStatus` "NONE".
+  "pause": it stays in the queue "PAUSED", `Health` 934 < `CriticalHealth` 949.
+- A server that stops answering: the job stays "DOWNLOADING" with `ActiveDownloads` > 0 and
+  its sizes frozen; `status` `DownloadRate` is an average that only decays (about 330000 to
+  130000 B/s over 4 s at 300 KB/s), never 0 at once.
+
+On the wire NZBGet 21 sends only `AUTHINFO USER`, `AUTHINFO PASS` (at connect, since it has
+credentials), `BODY <message-id>` and, when it drops an idle connection, `quit`.
 """
 from __future__ import annotations
 
@@ -77,7 +121,8 @@ class NNTPServer:
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name=f"nntp-{self.port}", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.1,), name=f"nntp-{self.port}",
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -85,13 +130,13 @@ class NNTPServer:
             return
         self._stopping.set()
         self._server.shutdown()
-        self._server.server_close()
         with self._lock:
             for sock in self._sockets:  # wakes sessions blocked reading or hanging
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+        self._server.server_close()
         self._server = None
 
     def add(self, article: Article) -> None:
@@ -103,7 +148,7 @@ class NNTPServer:
         """(count, first, last) article numbers of a group, None when it does not exist."""
         with self._lock:
             ids = self._groups.get(name)
-            return None if ids is None else (len(ids), 1 if ids else 0, len(ids))
+            return None if ids is None else (len(ids), 1, len(ids))
 
     def lookup(self, message_id: str) -> Article | None:
         if message_id in self.withheld:
@@ -151,7 +196,6 @@ class _NNTPSession(socketserver.StreamRequestHandler):
         self.news.opened(self.connection)
         self.user: str | None = None
         self.authenticated = False
-        self.group: str | None = None
         try:
             self.reply("201 discarr test server ready, posting not allowed")
             for raw in self.rfile:
@@ -186,11 +230,7 @@ class _NNTPSession(socketserver.StreamRequestHandler):
             self.reply("480 authentication required")
         elif verb == "GROUP":
             counts = self.news.group_counts(argument)
-            if counts is None:
-                self.reply("411 no such group")
-            else:
-                self.group = argument
-                self.reply("211 %d %d %d %s" % (*counts, argument))
+            self.reply("411 no such group" if counts is None else "211 %d %d %d %s" % (*counts, argument))
         elif verb in ("BODY", "ARTICLE", "STAT"):
             self.article(verb, argument)
         else:
@@ -212,7 +252,8 @@ class _NNTPSession(socketserver.StreamRequestHandler):
 
     def article(self, verb: str, argument: str) -> None:
         # Only message-ids: NZBGet never asks for articles by number
-        self.news.wait_while_hung()
+        if verb != "STAT":
+            self.news.wait_while_hung()  # a hung server takes the request and never answers it
         found = self.news.lookup(argument.strip("<>")) if argument.startswith("<") else None
         if found is None:
             self.reply("430 no such article")
@@ -269,10 +310,9 @@ def yenc_part(name: str, data: bytes, number: int, total: int, begin: int, file_
 
 @dataclass
 class Posting:
-    """What `post()` put on the server: the NZB, and each file's articles in part order."""
+    """What `post()` put on the server: the NZB, and each file's articles (par2 files too) in part order."""
     nzb: str
     message_ids: dict[str, list[str]] = field(default_factory=dict)
-    par_files: list[str] = field(default_factory=list)
 
     def spread(self, name: str, fraction: float) -> set[str]:
         """About `fraction` of a file's articles, evenly spread over it (to withhold them)."""
@@ -293,9 +333,8 @@ def post(server: NNTPServer, files: list[Path], part_size: int = 65536, redundan
         folder = files[0].parent
         subprocess.run(["par2", "create", "-q", f"-r{redundancy}", f"-s{part_size}", f"{files[0].name}.par2",
                         *(f.name for f in files)], cwd=folder, check=True, capture_output=True, timeout=60)
-        pars = sorted(folder.glob(f"{files[0].name}*.par2"))
-        files += pars
-    posting = Posting(nzb="", par_files=[p.name for p in files if p.suffix == ".par2"])
+        files += sorted(folder.glob(f"{files[0].name}*.par2"))
+    posting = Posting(nzb="")
     date = int(time.time())
     entries = []
     for index, path in enumerate(files, 1):
@@ -310,7 +349,8 @@ def post(server: NNTPServer, files: list[Path], part_size: int = 65536, redundan
                               f'[{index}/{len(files)}] - "{path.name}" yEnc ({number}/{total})', body)
             server.add(article)
             posting.message_ids.setdefault(path.name, []).append(article.message_id)
-            segments.append(f'      <segment bytes="{len(body)}" number="{number}">{escape(article.message_id)}</segment>')
+            segments.append(f'      <segment bytes="{len(body)}" number="{number}">'
+                            f"{escape(article.message_id)}</segment>")
         subject = f'[{index}/{len(files)}] - "{path.name}" yEnc (1/{total})'
         entries.append(f'  <file poster={quoteattr(POSTER)} date="{date}" subject={quoteattr(subject)}>\n'
                        f"    <groups><group>{escape(group)}</group></groups>\n"
@@ -335,17 +375,16 @@ class NZBGet:
 
     `health_check` is NZBGet's HealthCheck: "delete" (a job below critical health goes to the
     history at once as FAILURE/HEALTH), "park", "pause" or "none" (it downloads on).
-    ParCheck=force: every job with par2 files is verified, so a sound job ends ParStatus SUCCESS.
+    ParCheck=auto, NZBGet's default: it downloads the small .par2 index at once and holds the
+    recovery volumes back (paused) unless a repair needs them.
     """
 
-    def __init__(self, workdir: Path, news: NNTPServer, name: str = "nzbget", health_check: str = "delete",
-                 connections: int = 4) -> None:
+    def __init__(self, workdir: Path, news: NNTPServer, name: str = "nzbget", health_check: str = "delete") -> None:
         self.name = name
         self.home = workdir / name
         self.home.mkdir(parents=True)
         self.news = news
         self.health_check = health_check
-        self.connections = connections
         self.port = free_port()
         self.username = "nzbget"
         self.password = f"pw-{name}-{os.urandom(4).hex()}"
@@ -375,9 +414,9 @@ class NZBGet:
             "Server1.Active": "yes", "Server1.Name": "loopback", "Server1.Host": "127.0.0.1",
             "Server1.Port": self.news.port, "Server1.Username": self.news.user,
             "Server1.Password": self.news.password, "Server1.Encryption": "no",
-            "Server1.Connections": self.connections, "Server1.JoinGroup": "no",
+            "Server1.Connections": 4, "Server1.JoinGroup": "no",
             "Category1.Name": "tv-sonarr", "Category2.Name": "radarr",
-            "ParCheck": "force", "ParRepair": "yes", "Unpack": "no", "HealthCheck": self.health_check,
+            "ParCheck": "auto", "ParRepair": "yes", "Unpack": "no", "HealthCheck": self.health_check,
             "DiskSpace": 0, "NzbDirInterval": 0, "UpdateCheck": "none",
         }
         conf = self.home / "nzbget.conf"

@@ -201,6 +201,8 @@ SABNZBD_STAGES = {
 SABNZBD_QUEUED = {"Queued", "Grabbing", "Propagating"}
 SABNZBD_CHECKING = {"Checking", "QuickCheck"}
 MIB = 1024 * 1024
+HISTORY_PAGE = 100  # the newest history entries read for post-processing jobs
+SABNZBD_REQUIRED_RATIO = 100.2  # sabnzbd/cfg.py req_completion_rate, the default: % of the non-par2 bytes
 CLIENT_PAUSED = "paused as a whole"  # the client_state of a job whose whole client is paused (a full disk too)
 
 
@@ -333,8 +335,8 @@ class SABnzbdReader:
                 figures = self._queued(slot, client_paused)
                 if figures is not None:
                     found[str(slot["nzo_id"]).upper()] = figures
-        if ids - set(found):
-            for slot in self.api.history()["slots"]:
+        if ids - set(found):  # post-processing jobs are the newest of the history
+            for slot in self.api.history(HISTORY_PAGE)["slots"]:
                 job = str(slot.get("nzo_id", "")).upper() if isinstance(slot, dict) else ""
                 if job in ids and job not in found and (figures := self._finished(slot)) is not None:
                     found[job] = figures
@@ -356,9 +358,22 @@ class SABnzbdReader:
         else:
             state = "downloading"
         figures = _figures(self.config, state, raw, size - min(left, size), size, 0, None, 0, 0, None)
+        missing = _megabytes(slot.get("mbmissing"))
+        if figures is not None and missing:  # only then is it worth asking for its files
+            figures.update(self._health(str(slot["nzo_id"]), size, missing))
         if figures is not None:
-            figures.update(labels=[str(slot["cat"])] if slot.get("cat") else [], **sabnzbd_health(slot))
+            figures.update(labels=[str(slot["cat"])] if slot.get("cat") else [])
         return figures
+
+    def _health(self, nzo_id: str, size: int, missing: int) -> dict[str, float]:
+        """The job's health and critical health as NZBGet measures them (% of its bytes), from SABnzbd's own
+        rule for a job that can never complete (sabnzbd/nzbstuff.py check_availability_ratio): it needs
+        (size - missing) >= 1.002 x (size - its par2 bytes). SABnzbd sends only the missing bytes; its par2
+        volumes come from its file list."""
+        repair = sum(_megabytes(f.get("mb")) or 0 for f in self.api.files(nzo_id)
+                     if isinstance(f, dict) and ("set" in f or str(f.get("filename", "")).lower().endswith(".par2")))
+        return {"health": 100.0 * (size - missing) / size,
+                "critical_health": min(100.0, SABNZBD_REQUIRED_RATIO * (size - repair) / size)}
 
     def _finished(self, slot: dict[str, Any]) -> dict[str, Any] | None:
         raw = str(slot.get("status", ""))
@@ -374,7 +389,7 @@ class SABnzbdReader:
         """The failed entries of its history (protocol.FAILED_JOB_FIELDS)."""
         return [failed_job(str(slot.get("nzo_id", "")).upper(), slot.get("nzo_id"), slot.get("name"),
                            _number(slot.get("bytes")), slot.get("category"), "Failed")
-                for slot in self.api.history()["slots"]
+                for slot in self.api.history(FAILED_JOBS_PER_CLIENT, failed_only=True)["slots"]
                 if isinstance(slot, dict) and slot.get("status") == "Failed" and slot.get("nzo_id")]
 
     def delete_job(self, history_id: Any) -> None:
@@ -386,12 +401,6 @@ class SABnzbdReader:
 
     def close(self) -> None:
         self.api.close()
-
-
-def sabnzbd_health(slot: dict[str, Any]) -> dict[str, float]:
-    """A queue slot's health as NZBGet measures it, from what SABnzbd says of its missing articles:
-    {} until the stand-in's findings say what SABnzbd exposes (see tests/sabnzbd.py)."""
-    return {}
 
 
 READERS = {"qbittorrent": QBittorrentReader, "transmission": TransmissionReader, "nzbget": NZBGetReader,
