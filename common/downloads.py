@@ -47,10 +47,12 @@ def classify(record: dict[str, Any]) -> str:
         return "attention"
     if state not in (None, "downloading"):
         return "idle"  # importPending, importing, imported, ignored: the tracked state decides over the status
+    client = client_figures(record)
+    if client is not None and client["state"] == CLIENT_POST_PROCESSING:
+        return "finished"  # whatever the *arr shows: Sonarr calls NZBGet's post-processing jobs paused
     if status in ("paused", "delay"):
         return "idle"
-    client = client_figures(record)
-    if is_finished(record) or (client is not None and client["state"] == CLIENT_POST_PROCESSING):
+    if is_finished(record):
         return "finished"  # a usenet client verifying, repairing or unpacking: complete, never stuck
     active = (status in ("downloading", "warning")
               # a magnet whose metadata never came, or a client error while queued

@@ -237,23 +237,28 @@ class DelugeApi:
       seed slot of Deluge's queue), `Paused` (paused by a user, or the whole session paused), then
       libtorrent's state: `Checking` (checking files or resume data, or waiting to), `Allocating`,
       `Downloading`, `Seeding` (every wanted file complete). Deluge has no "stalled" state: a torrent
-      nobody sends anything is `Downloading` at rate 0 with no seeds, and a magnet whose metadata never
-      came is `Downloading` too, with `num_pieces` 0 and `total_wanted` 0. A complete torrent paused
-      is `Paused` with `is_finished` true.
+      nobody sends anything is `Downloading` with no seeds, and a magnet whose metadata never came is
+      `Downloading` too, with `num_pieces` 0 and `total_wanted` 0. A complete torrent paused is `Paused`
+      with `is_finished` true.
     - `total_done`: bytes of verified pieces held (unwanted files' pieces included); `total_wanted`: bytes of
       the wanted files (0 without metadata); `total_remaining`: wanted bytes still missing, so the bytes done
       of what was asked for are `total_wanted - total_remaining`.
     - `progress`: the percentage of the torrent's current task, not of its download: of the check while
       `Checking`, of the move while `Moving`, and 100 in `Error`.
-    - `download_payload_rate`: bytes per second of payload received now.
+    - `download_payload_rate`: bytes per second of payload received, a running average that takes about a
+      minute to fall after the last byte.
     - `num_seeds`, `num_peers`: seeds, and peers that are not seeds, connected now (`total_seeds` and
       `total_peers` are the tracker's counts of the swarm).
     - `private`: the torrent's private flag; false while its metadata is missing, which means unknown.
     - `is_finished`: every wanted piece is there.
     - `label`: its Label plugin label, '' for none; the key is missing while the plugin is disabled.
     - `time_since_transfer`: seconds since a payload byte last came or went, -1 for never (since the
-      daemon started: libtorrent does not keep it over a restart); `active_time`: seconds it has been
-      started, over its whole life.
+      daemon started); `active_time`: seconds it has been started, over its whole life.
+    core.get_torrents_status answers from Deluge's cache of each torrent's status, which libtorrent refreshes only for a
+    torrent whose status changed: an idle torrent's figures stay those of its last change. A download that
+    stopped reads a frozen `time_since_transfer` and `active_time` and a rate that can stay at 1 B/s for
+    good; its `total_done`, `state` and peers are right. (core.get_torrent_status, one torrent a call,
+    refreshes it.) Whether bytes move is `total_done` rising, never the rate.
     """
 
     def __init__(self, config: DownloadClientConfig, timeout: float) -> None:
@@ -270,13 +275,11 @@ class DelugeApi:
             name = type(exc).__name__
             if name == "BadLoginError":
                 return ClientError("unauthorized", f"{self.where} refused the username or password")
-            if name in ("AuthenticationRequired", "NotAuthorizedError"):
-                return ClientError("unauthorized", f"{self.where} does not allow this user {method}")
             return ClientError("bad_response", f"{self.where} refused {method}: {name[:60]}")
         if isinstance(exc, TimeoutError):
             return ClientError("unreachable", f"no answer from {self.where} within {self.timeout:g}s", unanswered)
-        if isinstance(exc, _LOST) and unanswered:
-            return ClientError("unreachable", f"{self.where} closed the connection during {method}", True)
+        if isinstance(exc, _LOST) and not isinstance(exc, ConnectionRefusedError):
+            return ClientError("unreachable", f"{self.where} closed the connection during {method}", unanswered)
         if isinstance(exc, ssl.SSLError):
             return ClientError("bad_response", f"{self.where} does not speak Deluge's RPC (no TLS handshake)")
         if isinstance(exc, OSError):  # refused, no route, unknown host
@@ -289,9 +292,15 @@ class DelugeApi:
         client.deadline = deadline
         try:
             client.connect()
+            # Deluge refuses a call beyond the user's auth level with numbers in its error, which the library
+            # cannot read: the level is checked once here. Every call of this class needs the normal level.
+            allowed = client.call("daemon.authorized_call", "core.get_torrents_status")
         except Exception as exc:
             client._socket.close()  # the library's disconnect() closes nothing before a login succeeded
             raise self._failure(exc, "daemon.login", unanswered) from None
+        if allowed is not True:
+            client._socket.close()
+            raise ClientError("unauthorized", f"{self.where} gives this user a read-only account")
         return client
 
     def rpc(self, method: str, *args: Any) -> Any:
@@ -325,10 +334,17 @@ class DelugeApi:
         Its entries are unchecked."""
         if not hashes:
             return {}  # never sent: no filter of ours may ever stand for "all torrents"
-        answer = self.rpc("core.get_torrents_status", {"id": [h.lower() for h in hashes]}, fields)
+        method = "core.get_torrents_status"
+        answer = self.rpc(method, {"id": [h.lower() for h in hashes]}, fields)
         if not isinstance(answer, dict):
-            raise ClientError("bad_response", f"{self.where} answered core.get_torrents_status with something not a map")
+            raise ClientError("bad_response", f"{self.where} answered {method} with something not a map")
         return answer
+
+    def _names(self, method: str) -> tuple[Any, ...]:
+        names = self.rpc(method)
+        if not isinstance(names, (list, tuple)):  # rencode sends lists as tuples
+            raise ClientError("bad_response", f"{self.where} answered {method} with something not a list")
+        return tuple(names)
 
     def add_label(self, info_hash: str, label: str) -> None:
         """Label a torrent through the Label plugin, enabling the plugin and creating the label when needed.
@@ -337,10 +353,10 @@ class DelugeApi:
         which Sonarr or Radarr find their torrents. Deluge's labels are lower-case.
         """
         label = label.lower()
-        if "Label" not in self.rpc("core.get_enabled_plugins"):
+        if "Label" not in self._names("core.get_enabled_plugins"):
             if not self.rpc("core.enable_plugin", "Label"):
                 raise ClientError("bad_response", f"{self.where} has no Label plugin")
-        if label not in self.rpc("label.get_labels"):
+        if label not in self._names("label.get_labels"):
             self.rpc("label.add", label)
         self.rpc("label.set_torrent", info_hash.lower(), label)
 

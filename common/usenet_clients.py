@@ -145,3 +145,20 @@ class SABnzbdApi:
 
     def close(self) -> None:
         self.session.close()
+
+
+def nzbget_size(item: dict[str, Any], name: str) -> int | None:
+    """One of NZBGet's 64-bit sizes, sent as two 32-bit halves (`FileSizeHi`, `FileSizeLo`)."""
+    high, low = item.get(f"{name}Hi"), item.get(f"{name}Lo")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 32 for v in (high, low)):
+        return None
+    return high * 2 ** 32 + low
+
+
+def nzbget_id(item: dict[str, Any]) -> str:
+    """What Sonarr and Radarr use as the downloadId of an NZBGet job: its `drone` post-processing parameter,
+    set when they sent it, else its NZBID (Sonarr Nzbget.cs GetQueue and GetHistory)."""
+    for parameter in item.get("Parameters") or ():
+        if isinstance(parameter, dict) and parameter.get("Name") == "drone" and parameter.get("Value"):
+            return str(parameter["Value"])
+    return str(item.get("NZBID", ""))

@@ -133,8 +133,8 @@ def preview(kind: str, as_json: bool) -> None:
 @click.option("--speed", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
               help="Simulated seconds per real second.")
 @click.option("--downloads-from", metavar="NAME",
-              help="Also list the torrents of this configured qBittorrent (e.g. qbittorrent) "
-                   "in each instance's category (tv-sonarr, radarr, lidarr, readarr).")
+              help="Also list the jobs of this configured download client (qBittorrent, Deluge, NZBGet or SABnzbd, "
+                   "e.g. nzbget) in each instance's category (tv-sonarr, radarr, lidarr, readarr).")
 @click.option("--refresh-seconds", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Show queue figures as of the latest refresh, every N seconds, as the *arrs do (0: live).")
 @click.option("--frozen", "frozen", metavar="NAME=FILE", multiple=True,
@@ -154,7 +154,7 @@ def simarr(scenario: str, speed: float, downloads_from: str | None, refresh_seco
     from common.clock import SystemClock
     from services.simarr.scenarios import build_instances
     from services.simarr.server import SimarrServer
-    from services.simarr.torrent_source import mirror_torrents
+    from services.simarr.client_source import SOURCES, mirror_client
 
     def body(settings: Settings) -> None:
         host, port = settings.simarr_host, settings.simarr_port
@@ -180,12 +180,12 @@ def simarr(scenario: str, speed: float, downloads_from: str | None, refresh_seco
         instances = build_instances(specs, scenario, SystemClock(), speed)
         if downloads_from is not None:
             client = next((c for c in settings.download_clients if c.name == downloads_from), None)
-            if client is None or client.kind != "qbittorrent":
-                why = (f"is a {client.kind} client; simarr reads qBittorrent only" if client
-                       else "is not a configured download client (set e.g. QBITTORRENT_URL)")
+            if client is None or client.kind not in SOURCES:
+                why = (f"is a {client.kind} client; simarr reads {', '.join(SOURCES)}" if client
+                       else "is not a configured download client (set e.g. QBITTORRENT_URL or NZBGET_URL)")
                 click.echo(f"discarr simarr: --downloads-from {downloads_from} {why}", err=True)
                 sys.exit(2)
-            mirror_torrents(instances, client)
+            mirror_client(instances, client)
         by_name = {instance.name: instance for instance in instances}
         for instance in instances:
             instance.set_refresh(refresh_seconds)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from services.simarr.torrent_source import NO_ETA, torrent_view
+from services.simarr.client_source import NO_ETA, job_view, qbittorrent_job
 from tests.conftest import Deployment, wait_until
 from tests.torrent_clients import make_torrent, qbittorrent, random_file  # noqa: F401
 
@@ -37,7 +37,7 @@ STATE_TABLE = {state: (status, message) for states, status, message in SONARR_SH
 def test_every_qbittorrent_state_maps_as_sonarr_maps_it(state: str) -> None:
     done = state in COMPLETED
     torrent = {"hash": "ab" * 20, "state": state, "size": 1000, "progress": 1.0 if done else 0.25, "eta": NO_ETA}
-    view = torrent_view(torrent, NOW)
+    view = job_view(qbittorrent_job(torrent), NOW)
     assert (view["status"], view["errorMessage"]) == STATE_TABLE[state]
     assert view["trackedDownloadState"] == ("importPending" if done else "downloading")
     assert view["trackedDownloadStatus"] == "ok" and view["statusMessages"] == []
@@ -47,10 +47,11 @@ def test_every_qbittorrent_state_maps_as_sonarr_maps_it(state: str) -> None:
 
 
 def test_a_known_eta_gives_timeleft_and_completion_time() -> None:
-    view = torrent_view({"hash": "ab" * 20, "state": "downloading", "size": 1000, "progress": 0.5, "eta": 90}, NOW)
+    view = job_view(qbittorrent_job({"hash": "ab" * 20, "state": "downloading", "size": 1000, "progress": 0.5,
+                                     "eta": 90}), NOW)
     assert (view["timeleft"], view["estimatedCompletionTime"]) == ("00:01:30", "2023-11-14T22:14:50Z")
-    assert torrent_view({"hash": "ab" * 20, "state": "metaDL", "size": 0, "progress": 0, "eta": NO_ETA},
-                        NOW)["size"] == 0
+    assert job_view(qbittorrent_job({"hash": "ab" * 20, "state": "metaDL", "size": 0, "progress": 0,
+                                     "eta": NO_ETA}), NOW)["size"] == 0
 
 
 # -- against a real qbittorrent-nox -------------------------------------------------------

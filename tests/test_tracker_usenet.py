@@ -128,3 +128,13 @@ def test_failed_history_entries_survive_a_tracker_restart(tracker, clock, tmp_pa
     assert checkpoint.load(restarted, tmp_path / "state")
     assert [item["download_id"] for item in restarted.analyze(False)["usenet_failed"]] == ["F1"]
     assert restarted.failed_jobs == tracker.failed_jobs  # first seen when it was, not at the restart
+
+
+def test_a_job_sonarr_calls_paused_while_nzbget_verifies_it_is_finished(tracker, clock):
+    # NZBGet holds the par2 volumes back: its remaining size equals its paused size through
+    # post-processing, and Sonarr (Nzbget.cs) shows such a job as paused. NZBGet's own word wins.
+    shown_paused = [record(1, "D1", size=GB, downloaded=GB // 2, status="paused", protocol="usenet",
+                           client=job(stage="verifying", state="post_processing", client_state="VERIFYING_SOURCES"))]
+    poll(tracker, clock, shown_paused, times=3)
+    [item] = tracker.check()["downloads"]
+    assert item["activity"] == "finished" and item["reason"] == "verifying for 2 min (nzbget)"

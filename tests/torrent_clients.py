@@ -235,8 +235,7 @@ class Deluge(_ClientProcess):
         }
         (self.home / "core.conf").write_text(json.dumps({"file": 1, "format": 1}) + json.dumps(core))
         (self.home / "auth").write_text(f"admin:{self.password}:10\n")  # 10: Deluge's admin level
-        # Deluge 2.0.3's logger fails on Python 3.11 (every record it writes becomes a TypeError traceback):
-        # errors only.
+        # Errors only: Deluge 2.0.3's logger fails on Python 3.11, each record comes out as a TypeError traceback.
         self._spawn("deluged", "--do-not-daemonize", "--config", str(self.home), "--loglevel", "error")
         wait_until(self._login, 30, f"deluged {self.name} to answer")
         return self
@@ -273,12 +272,16 @@ class Deluge(_ClientProcess):
         """Connect this torrent to the other daemon: with DHT, LSD and PeX off and no tracker, none finds another."""
         self.rpc("core.connect_peer", info_hash, "127.0.0.1", other.peer_port)
 
-    def torrent(self, info_hash: str) -> dict[str, Any] | None:
-        """Every status field of the torrent, as Deluge names them."""
-        return self.rpc("core.get_torrents_status", {"id": [info_hash]}, []).get(info_hash)
+    def torrent(self, info_hash: str, fields: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """The torrent's status fields, as Deluge names them; no fields: all of Deluge's own (a plugin's,
+        such as `label`, only when named)."""
+        return self.rpc("core.get_torrents_status", {"id": [info_hash]}, list(fields)).get(info_hash)
 
     def pause(self, info_hash: str) -> None:
-        self.rpc("core.pause_torrent", info_hash)
+        """Pause a torrent, sent until it shows paused: Deluge loses a pause that comes before libtorrent
+        has started a torrent just added."""
+        wait_until(lambda: self.rpc("core.pause_torrent", info_hash) or self.torrent(info_hash)["state"] == "Paused",
+                   10, f"{info_hash} to pause", interval=0.5)
 
     def stop(self) -> None:
         if self.client is not None:

@@ -107,6 +107,7 @@ class NNTPServer:
         self.throttle_bytes_per_second = 0  # all connections together; 0: full speed
         self.withheld: set[str] = set()  # message-ids (no brackets) answered 430
         self.hang = False  # while True, no byte of any article is sent
+        self.stalled: set[str] = set()  # message-ids (no brackets) taken and not answered while listed here
         self.articles: dict[str, Article] = {}
         self._groups: dict[str, list[str]] = {}
         self._lock = threading.Lock()
@@ -164,8 +165,8 @@ class NNTPServer:
             self._pace(len(chunk))
             sock.sendall(chunk)
 
-    def wait_while_hung(self) -> None:
-        while self.hang and not self._stopping.is_set():
+    def wait_while_hung(self, message_id: str | None = None) -> None:
+        while (self.hang or message_id in self.stalled) and not self._stopping.is_set():
             self._stopping.wait(0.05)
         if self._stopping.is_set():
             raise ConnectionAbortedError("the server stopped")
@@ -252,8 +253,8 @@ class _NNTPSession(socketserver.StreamRequestHandler):
 
     def article(self, verb: str, argument: str) -> None:
         # Only message-ids: NZBGet never asks for articles by number
-        if verb != "STAT":
-            self.news.wait_while_hung()  # a hung server takes the request and never answers it
+        if verb != "STAT":  # a hung server (or a stalled article) takes the request and never answers it
+            self.news.wait_while_hung(argument.strip("<>"))
         found = self.news.lookup(argument.strip("<>")) if argument.startswith("<") else None
         if found is None:
             self.reply("430 no such article")
@@ -472,6 +473,11 @@ class NZBGet:
 
     def finished(self, nzb_id: int) -> dict[str, Any] | None:
         return next((item for item in self.history() if item["NZBID"] == nzb_id), None)
+
+    def finished_by_drone(self, drone: str) -> dict[str, Any] | None:
+        """The history entry of the job Sonarr added with this drone id."""
+        return next((item for item in self.history()
+                     if any(p["Name"] == "drone" and p["Value"] == drone for p in item["Parameters"])), None)
 
     def pause_all(self) -> None:
         self.rpc("pausedownload")

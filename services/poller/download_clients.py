@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from common.downloads import CLIENT_UNREACHABLE
 from common.settings import DownloadClientConfig
 from common.torrent_clients import ClientError, QBittorrentApi, TransmissionApi
-from common.usenet_clients import NZBGetApi, SABnzbdApi
+from common.usenet_clients import NZBGetApi, SABnzbdApi, nzbget_id, nzbget_size
 from services.poller.normalize import MAX_BYTES
 
 log = logging.getLogger(__name__)
@@ -206,23 +206,6 @@ SABNZBD_REQUIRED_RATIO = 100.2  # sabnzbd/cfg.py req_completion_rate, the defaul
 CLIENT_PAUSED = "paused as a whole"  # the client_state of a job whose whole client is paused (a full disk too)
 
 
-def _int64(item: dict[str, Any], name: str) -> int | None:
-    """NZBGet's 64-bit sizes, sent as two 32-bit halves (`FileSizeHi`, `FileSizeLo`)."""
-    high, low = item.get(f"{name}Hi"), item.get(f"{name}Lo")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 32 for v in (high, low)):
-        return None
-    return high * 2 ** 32 + low
-
-
-def _nzbget_id(item: dict[str, Any], number: str) -> str:
-    """What Sonarr and Radarr use as the downloadId of an NZBGet job: its `drone` post-processing parameter,
-    set when they sent it, else its number (Sonarr Nzbget.cs GetQueue/GetHistory)."""
-    for parameter in item.get("Parameters") or ():
-        if isinstance(parameter, dict) and parameter.get("Name") == "drone" and parameter.get("Value"):
-            return str(parameter["Value"]).upper()
-    return str(item.get(number, "")).upper()
-
-
 class NZBGetReader:
     """NZBGet's jobs (listgroups: downloading and post-processing) and history (finished ones)."""
 
@@ -236,20 +219,20 @@ class NZBGetReader:
             return {}
         found = {}
         for item in self.api.groups():
-            if isinstance(item, dict) and (job := _nzbget_id(item, "NZBID")) in ids:
+            if isinstance(item, dict) and (job := nzbget_id(item).upper()) in ids:
                 figures = self._queued(item, bool(status.get("DownloadPaused")))
                 if figures is not None:
                     found[job] = figures
         if ids - set(found):  # a job whose post-processing is over is in the history
             for item in self.api.history():
-                if isinstance(item, dict) and (job := _nzbget_id(item, "NZBID")) in ids and job not in found:
+                if isinstance(item, dict) and (job := nzbget_id(item).upper()) in ids and job not in found:
                     figures = self._finished(item)
                     if figures is not None:
                         found[job] = figures
         return found
 
     def _queued(self, item: dict[str, Any], client_paused: bool) -> dict[str, Any] | None:
-        total, remaining, paused = (_int64(item, name) for name in ("FileSize", "RemainingSize", "PausedSize"))
+        total, remaining, paused = (nzbget_size(item, name) for name in ("FileSize", "RemainingSize", "PausedSize"))
         if total is None or remaining is None or paused is None:
             return None
         raw = str(item.get("Status", ""))
@@ -277,7 +260,7 @@ class NZBGetReader:
         raw = str(item.get("Status", ""))  # "SUCCESS/ALL", "FAILURE/HEALTH", "DELETED/MANUAL", ...
         if raw.startswith("DELETED"):
             return None
-        size = _int64(item, "FileSize")
+        size = nzbget_size(item, "FileSize")
         state = "completed" if raw.startswith("SUCCESS") else "error"
         figures = _figures(self.config, state, raw, size, size, 0, None, 0, 0, None)
         if figures is not None:
@@ -286,7 +269,7 @@ class NZBGetReader:
 
     def failed_jobs(self) -> list[dict[str, Any]]:
         """The failed entries of its history (protocol.FAILED_JOB_FIELDS)."""
-        return [failed_job(_nzbget_id(item, "NZBID"), item.get("NZBID"), item.get("Name"), _int64(item, "FileSize"),
+        return [failed_job(nzbget_id(item).upper(), item.get("NZBID"), item.get("Name"), nzbget_size(item, "FileSize"),
                            item.get("Category"), str(item["Status"]))
                 for item in self.api.history()
                 if isinstance(item, dict) and str(item.get("Status", "")).startswith("FAILURE")]

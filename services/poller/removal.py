@@ -223,10 +223,11 @@ def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: Removal
         return "now paused" if status == "paused" else f"no longer downloading (status {status})"
     if category == "inactive":
         client = client_figures(records[0])
+        if any(below_critical_health(r) for r in records):
+            return None  # it can never complete, paused (NZBGet's HealthCheck=pause) or not
         if status in SET_ASIDE or (client is not None and client["state"] in SET_ASIDE):
             return f"now {client['state'] if status not in SET_ASIDE and client else status}"
-        failed = activity == "failed" or any(r["tracked_status"] == "error" or below_critical_health(r)
-                                             for r in records)
+        failed = activity == "failed" or any(r["tracked_status"] == "error" for r in records)
         return None if failed else "no longer failed"
     if category == "attention":
         if item.get("attention") == "not_imported":

@@ -9,7 +9,7 @@ is imported and leaves the queue. The record shapes follow the servers'
 QueueResource schemas: one record per episode for Sonarr, null fields omitted.
 Like the real servers, an instance may refresh its figures from the client only
 every refresh_seconds. An instance may also mirror a real torrent client's
-downloads (services/simarr/torrent_source.py), and serve frozen records
+downloads (services/simarr/client_source.py), and serve frozen records
 captured from real servers, next to the scripted ones.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from common.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
-    from services.simarr.torrent_source import TorrentFeed
+    from services.simarr.client_source import ClientFeed
 
 KINDS = ("sonarr", "radarr", "lidarr", "readarr")
 STATES = ("downloading", "stalled", "paused", "queued", "metadata", "failed",
@@ -318,7 +318,7 @@ class SimInstance:
     clock: Clock = field(default_factory=SystemClock)
     speed: float = 1.0
     decimal_sizes: bool = False  # some servers send sizes as 4467066880.0
-    torrents: TorrentFeed | None = None  # a real client's downloads, listed too
+    feed: ClientFeed | None = None  # a real client's downloads, listed too
     refresh_seconds: float = 0.0  # figures shown are those at the latest refresh instant; 0 = live
     fault_mode: str = field(default="none", init=False)
     fault_delay: float = field(default=0.0, init=False)
@@ -419,7 +419,7 @@ class SimInstance:
 
     def downloads(self) -> list[dict[str, Any]]:
         with self._lock:
-            self._refresh_torrents()
+            self._refresh_feed()
             self._current_snapshot(self.clock.now())
             return [download.describe() for download in self._downloads]
 
@@ -439,7 +439,7 @@ class SimInstance:
     def remove(self, queue_ids: list[int], remove_from_client: bool = True) -> bool:
         """Remove every download owning one of queue_ids; False (and nothing removed) if one is unknown.
 
-        A mirrored torrent is deleted in its client, or with remove_from_client=False left
+        A mirrored job is deleted in its client, or with remove_from_client=False left
         there and ignored from now on; the client's ClientError leaves everything in place.
         """
         with self._lock:
@@ -449,8 +449,8 @@ class SimInstance:
             owners = [self._by_queue_id[queue_id] for queue_id in queue_ids if queue_id in self._by_queue_id]
             doomed = list({id(download): download for download in owners}.values())  # each once
             mirrored = [download for download in doomed if not download.scripted]
-            if mirrored and self.torrents is not None:
-                self.torrents.release(mirrored, remove_from_client)
+            if mirrored and self.feed is not None:
+                self.feed.release(mirrored, remove_from_client)
             self._discard(doomed)
             # A frozen record goes with every frozen record of its download.
             picked = {queue_id for queue_id in queue_ids if queue_id in self._frozen}
@@ -467,7 +467,7 @@ class SimInstance:
         """The paging envelope (records are copies); a page past the end is the last page."""
         now = self.clock.now()
         with self._lock:
-            self._refresh_torrents()
+            self._refresh_feed()
             listed = self._current_snapshot(now).listed(sort_key, ascending, include_unknown)
             total, shift = len(listed), self._page_move()
             last_page = max(1, math.ceil(total / page_size))
@@ -482,7 +482,7 @@ class SimInstance:
         """Counts as the servers give them: `count` and the problems of matched items, unknown ones apart."""
         now = self.clock.now()
         with self._lock:
-            self._refresh_torrents()
+            self._refresh_feed()
             rows = self._current_snapshot(now).rows
         known = [row for row in rows if not is_unknown(self.kind, row)]
         unknown = [row for row in rows if is_unknown(self.kind, row)]
@@ -573,15 +573,15 @@ class SimInstance:
         doomed = {id(download) for download in downloads}
         self._downloads = [d for d in self._downloads if id(d) not in doomed]
 
-    def _refresh_torrents(self) -> None:
-        """Ask the torrent client once, under the lock so a read never races a removal."""
-        if self.torrents is None:
+    def _refresh_feed(self) -> None:
+        """Ask the real client once, under the lock so a read never races a removal."""
+        if self.feed is None:
             return
-        added, gone = self.torrents.refresh()
+        added, gone = self.feed.refresh()
         self._discard(gone)
         for download in added:
-            self._serial += 1  # each torrent is its own series/movie/album/book
-            self._insert(download, DEFAULT_INDEXER["torrent"])
+            self._serial += 1  # each job is its own series/movie/album/book
+            self._insert(download, DEFAULT_INDEXER[download.protocol])
         self._version += 1  # the client's figures may have moved
 
     def _awake(self, instant: float) -> float:
