@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from common.downloads import CLIENT_UNREACHABLE
 from common.settings import DownloadClientConfig
-from common.torrent_clients import ClientError, QBittorrentApi, TransmissionApi
+from common.torrent_clients import ClientError, DelugeApi, QBittorrentApi, TransmissionApi
 from common.usenet_clients import NZBGetApi, SABnzbdApi, nzbget_id, nzbget_size
 from services.poller.normalize import MAX_BYTES
 
@@ -180,6 +180,56 @@ class TransmissionReader:
         labels = [label for label in found[0].get("labels") or [] if isinstance(label, str)]
         if tag not in labels:  # torrent-set replaces the whole list
             self.api.rpc("torrent-set", ids=[info_hash.lower()], labels=[*labels, tag])
+
+    def close(self) -> None:
+        self.api.close()
+
+
+# Deluge's torrent states -> discarr's client states (common.torrent_clients.DelugeApi).
+DELUGE_STATES = {"Downloading": "downloading", "Seeding": "completed", "Paused": "paused", "Queued": "queued",
+                 "Checking": "checking", "Allocating": "checking", "Moving": "checking", "Error": "error"}
+DELUGE_FIELDS = ["state", "total_done", "total_wanted", "download_payload_rate", "num_seeds", "num_peers", "private",
+                 "is_finished", "num_pieces", "label", "time_since_transfer"]
+
+
+class DelugeReader:
+    """deluged's torrents, through its daemon RPC."""
+
+    def __init__(self, config: DownloadClientConfig, timeout: float) -> None:
+        self.config = config
+        self.api = DelugeApi(config, timeout)
+
+    def figures(self, hashes: set[str], private_lookups: int | None) -> dict[str, dict[str, Any]]:
+        if not hashes:
+            self.api.version()  # still ask, so its health is known
+            return {}
+        found = {}
+        for info_hash, torrent in self.api.torrents(sorted(h.lower() for h in hashes), DELUGE_FIELDS).items():
+            figures = self._figures(torrent)
+            if figures is not None:
+                found[info_hash.upper()] = figures
+        return found
+
+    def _figures(self, torrent: dict[str, Any]) -> dict[str, Any] | None:
+        raw = str(torrent.get("state", ""))
+        state = DELUGE_STATES.get(raw, "unknown")
+        if state == "downloading" and not torrent.get("num_pieces"):
+            state = "metadata"  # a magnet whose metadata never came: no pieces yet
+        elif state == "downloading" and not torrent.get("num_seeds") and not torrent.get("num_peers"):
+            state = "stalled"  # judged on bytes anyway: Deluge's cached rate of an idle torrent never reaches 0
+        # Private is unknown until the metadata came (Deluge says False meanwhile).
+        private = torrent.get("private") if torrent.get("num_pieces") else None
+        figures = _figures(self.config, state, raw, torrent.get("total_done"), torrent.get("total_wanted"),
+                           torrent.get("download_payload_rate"), None, torrent.get("num_seeds"),
+                           torrent.get("num_peers"), private)
+        if figures is not None:
+            figures["labels"] = [str(torrent["label"])] if torrent.get("label") else []
+        return figures
+
+    def tag(self, info_hash: str, tag: str) -> None:
+        """A private torrent removed from the *arr keeps seeding, labelled (Deluge has one label per torrent:
+        it was the *arr's, which no longer follows it)."""
+        self.api.add_label(info_hash, tag)
 
     def close(self) -> None:
         self.api.close()
@@ -386,8 +436,8 @@ class SABnzbdReader:
         self.api.close()
 
 
-READERS = {"qbittorrent": QBittorrentReader, "transmission": TransmissionReader, "nzbget": NZBGetReader,
-           "sabnzbd": SABnzbdReader}
+READERS = {"qbittorrent": QBittorrentReader, "transmission": TransmissionReader, "deluge": DelugeReader,
+           "nzbget": NZBGetReader, "sabnzbd": SABnzbdReader}
 
 
 def protocol_of(record: dict[str, Any]) -> str | None:

@@ -138,7 +138,7 @@ class DelugeSource:
         self.api = DelugeApi(config, timeout)
 
     def jobs(self, category: str) -> list[ClientJob]:
-        listed = self.api.torrents_labelled(category, DELUGE_FIELDS)
+        listed = self.api.labelled(category, DELUGE_FIELDS)
         return [deluge_job(dict(torrent, hash=info_hash)) for info_hash, torrent in listed.items()]
 
     def delete(self, jobs: list[ClientJob]) -> None:
