@@ -417,7 +417,8 @@ def _deluge_url(env: Mapping[str, str], prefix: str, name: str) -> str:
         except ValueError:
             port = 0
         if parts.scheme != "deluge" or not parts.hostname or not 0 < port < 65536 or parts.path not in ("", "/"):
-            raise _bad(f"{prefix}_URL", url, f"expected deluged's RPC address, such as deluge://localhost:{DELUGE_PORT}")
+            raise _bad(f"{prefix}_URL", url,
+                       f"expected deluged's RPC address, such as deluge://localhost:{DELUGE_PORT}")
         return f"deluge://{parts.hostname}:{port}"
     host = env.get(f"{prefix}_HOST", "").strip()
     if not host:

@@ -350,7 +350,8 @@ class DelugeApi:
         """The fields of every torrent with this label (as Sonarr finds its own), by lower-case hash."""
         answer = self.rpc("core.get_torrents_status", {"label": label}, fields)
         if not isinstance(answer, dict):
-            raise ClientError("bad_response", f"{self.where} answered core.get_torrents_status with something not a map")
+            raise ClientError("bad_response",
+                              f"{self.where} answered core.get_torrents_status with something not a map")
         return {str(info_hash).lower(): torrent for info_hash, torrent in answer.items() if isinstance(torrent, dict)}
 
     def add_label(self, info_hash: str, label: str) -> None:

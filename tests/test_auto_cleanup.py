@@ -165,6 +165,7 @@ def test_a_vpn_drop_on_a_client_shared_by_sonarr_and_radarr_removes_nothing(depl
     assert sorted(o["instance"] for o in outages) == ["radarr", "sonarr"]
     for kind, downloads in movers.items():  # the VPN is back
         for mover in downloads:
-            deployment.control(kind, "POST", f"downloads/{mover['download_id']}", {"state": "downloading", "rate": 5 * MB})
+            deployment.control(kind, "POST", f"downloads/{mover['download_id']}",
+                               {"state": "downloading", "rate": 5 * MB})
     wait_until(lambda: "automatic cleanup no longer holds" in bot_log(deployment), 30, "the hold to be released")
     assert [line for line in audit(deployment) if line["result"] == "removed"] == []

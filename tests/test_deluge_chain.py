@@ -71,7 +71,8 @@ def test_a_stalled_torrent_is_stuck_on_delugeds_evidence_and_a_paused_one_never(
     assert shown["reason"] == "deluge: paused (Paused)"
 
 
-def test_a_real_transfer_between_two_delugeds_shows_progress_and_is_never_stuck(deployment, chain, deluge, tmp_path):  # noqa: F811
+def test_a_real_transfer_between_two_delugeds_shows_progress_and_is_never_stuck(
+        deployment, chain, deluge, tmp_path):  # noqa: F811
     seeder = deluge("seeder")
     data = random_file(tmp_path / "seed" / "Movie.2024.2160p.mkv", SIZE)
     metainfo, info_hash = make_torrent(data, piece_length=64 * 1024)

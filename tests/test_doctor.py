@@ -16,7 +16,8 @@ from common import version as version_module
 from common.sockets import RequestClient
 from services import doctor
 from tests.conftest import wait_until
-from tests.torrent_clients import qbittorrent, transmission  # noqa: F401
+from tests.torrent_clients import deluge, qbittorrent, transmission  # noqa: F401
+from tests.usenet import news_server, nzbget  # noqa: F401
 
 APP_ID = "123456789012345678"
 FAKE_TOKEN = (base64.urlsafe_b64encode(APP_ID.encode()).decode().rstrip("=")
@@ -335,3 +336,58 @@ def test_the_scrub_hides_any_secret_that_slipped_into_a_check():
     assert doctor.scrub(checks, ["abcdef123"]) == [doctor.Check("x", False, "the key is <hidden>",
                                                                 "set it to <hidden>")]
     assert doctor.safe_url("http://user:pw@host:8080/qbt") == "http://host:8080/qbt"
+
+
+# -- the usenet clients and Deluge: right settings, a wrong secret, nothing answering --------------
+
+def _check_of(deployment, name):
+    done = run_doctor(deployment, "--json")
+    return {check["name"]: check for check in json.loads(done.stdout)["checks"]}[name], done
+
+
+def test_nzbget_login_version_a_wrong_password_and_nothing_answering(deployment, nzbget):  # noqa: F811
+    client = nzbget()
+    deployment.env.update({"NZBGET_URL": client.url, "NZBGET_USERNAME": client.username,
+                           "NZBGET_PASSWORD": client.password})
+    check, _ = _check_of(deployment, "nzbget")
+    assert check["ok"] is True and re.fullmatch(r"NZBGet \d+\.\d+ at http://127\.0\.0\.1:\d+, logged in",
+                                                check["detail"]), check
+    deployment.env["NZBGET_PASSWORD"] = "wrong-password-44"
+    check, done = _check_of(deployment, "nzbget")
+    assert check["ok"] is False and "refused the username or password" in check["detail"]
+    assert "NZBGET_USERNAME and NZBGET_PASSWORD" in check["fix"] and "ControlPassword" in check["fix"]
+    client.stop()
+    check, done = _check_of(deployment, "nzbget")
+    assert check["ok"] is False and "cannot connect" in check["detail"] and "NZBGET_URL" in check["fix"]
+    assert "wrong-password-44" not in done.stdout + done.stderr and client.password not in done.stdout
+
+
+def test_sabnzbd_version_a_wrong_api_key_and_nothing_answering(deployment, tmp_path):
+    from tests.sabnzbd import SABnzbdStandIn
+    with SABnzbdStandIn(tmp_path / "incomplete", tmp_path / "complete") as sab:
+        deployment.env.update({"SABNZBD_URL": sab.url, "SABNZBD_API_KEY": sab.api_key})
+        check, _ = _check_of(deployment, "sabnzbd")
+        assert check["ok"] is True and check["detail"].startswith("SABnzbd 4.3.3 at http://127.0.0.1:"), check
+        deployment.env["SABNZBD_API_KEY"] = "wrong-key-45"
+        check, done = _check_of(deployment, "sabnzbd")
+        assert check["ok"] is False and "refused the API key" in check["detail"]
+        assert "SABNZBD_API_KEY (Config → General → API Key)" in check["fix"]
+        assert "wrong-key-45" not in done.stdout + done.stderr and sab.api_key not in done.stdout
+    check, _ = _check_of(deployment, "sabnzbd")
+    assert check["ok"] is False and "cannot connect" in check["detail"] and "SABNZBD_URL" in check["fix"]
+
+
+def test_deluge_login_version_a_wrong_password_and_nothing_answering(deployment, deluge):  # noqa: F811
+    daemon = deluge()
+    deployment.env.update({"DELUGE_URL": daemon.url, "DELUGE_USERNAME": "admin", "DELUGE_PASSWORD": daemon.password})
+    check, _ = _check_of(deployment, "deluge")
+    assert check["ok"] is True and re.fullmatch(r"Deluge 2\.\S+ at deluge://127\.0\.0\.1:\d+, logged in",
+                                                check["detail"]), check
+    deployment.env["DELUGE_PASSWORD"] = "wrong-password-46"
+    check, done = _check_of(deployment, "deluge")
+    assert check["ok"] is False and "refused the username or password" in check["detail"]
+    assert "auth file" in check["fix"]
+    daemon.stop()
+    check, done = _check_of(deployment, "deluge")
+    assert check["ok"] is False and "cannot connect" in check["detail"] and "DELUGE_URL" in check["fix"]
+    assert "wrong-password-46" not in done.stdout + done.stderr and daemon.password not in done.stdout

@@ -128,7 +128,8 @@ def test_download_clients_are_configured_by_their_url():
 @pytest.mark.parametrize("env, message", [
     ({"CLEANUP_PRIVATE": "sometimes"}, "setting CLEANUP_PRIVATE='sometimes' is invalid: expected keep"),
     ({"QBITTORRENT_URL": "nas:8080"}, "setting QBITTORRENT_URL='nas:8080' is invalid: expected a URL"),
-    ({"EXTRA_DOWNLOAD_CLIENTS": "seedbox"}, "setting SEEDBOX_KIND='' is invalid: expected qbittorrent or transmission"),
+    ({"EXTRA_DOWNLOAD_CLIENTS": "seedbox"},
+     "setting SEEDBOX_KIND='' is invalid: expected one of qbittorrent, transmission, deluge, nzbget, sabnzbd"),
     ({"EXTRA_DOWNLOAD_CLIENTS": "qbit2"}, "setting QBIT2_URL='' is invalid: download client qbit2 needs a URL"),
 ])
 def test_bad_download_client_settings_name_the_setting(env, message):

@@ -138,3 +138,18 @@ def test_a_job_sonarr_calls_paused_while_nzbget_verifies_it_is_finished(tracker,
     poll(tracker, clock, shown_paused, times=3)
     [item] = tracker.check()["downloads"]
     assert item["activity"] == "finished" and item["reason"] == "verifying for 2 min (nzbget)"
+
+
+def test_the_board_and_the_history_chart_name_the_stage(tracker, clock):
+    from services.bot.board import board_rows
+    from services.bot.chart import render_history_png
+    from services.bot.embeds import download_embed
+    repairing = [record(1, "D1", size=GB, downloaded=GB, protocol="usenet", title="Show.S01E01",
+                        client=job(stage="repairing", state="post_processing", client_state="REPAIRING"))]
+    poll(tracker, clock, repairing, times=21)
+    [row] = board_rows(tracker.check())
+    assert row.mark == "repairing for 20 min (nzbget)"
+    history = tracker.history("sonarr", "D1")
+    assert history["reason"] == "repairing for 20 min (nzbget)"
+    assert {field.name: field.value for field in download_embed(history).fields}["Now"] == history["reason"]
+    assert render_history_png(history).startswith(b"\x89PNG")

@@ -78,7 +78,8 @@ class StatusBoard:
         log.info("%s", announcement.text())
         channel = await self.resolve_channel()
         try:
-            await channel.send(embeds=auto_cleanup_embeds(announcement), allowed_mentions=discord.AllowedMentions.none())
+            await channel.send(embeds=auto_cleanup_embeds(announcement),
+                               allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException as exc:
             log.warning("could not post an automatic cleanup message: %s", exc)
 

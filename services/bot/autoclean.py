@@ -141,7 +141,9 @@ class AutoState:
 
         def mapping(name: str, valid: Callable[[Any], bool]) -> dict:
             value = data.get(name)
-            return {k: v for k, v in value.items() if isinstance(k, str) and valid(v)} if isinstance(value, dict) else {}
+            if not isinstance(value, dict):
+                return {}
+            return {k: v for k, v in value.items() if isinstance(k, str) and valid(v)}
         confirmations = {key: found for key, value in mapping("confirmations", lambda v: True).items()
                          if (found := Confirmation.from_json(value)) is not None}
         return cls(confirmations,
@@ -254,7 +256,8 @@ def plan(config: AutoConfig, state: AutoState, analysis: dict[str, Any], check: 
             remove.append(item)
         else:
             waiting.append(item)
-    removed = {instance: [t for t in times if now - t < config.charged_for] for instance, times in state.removed.items()}
+    removed = {instance: [t for t in times if now - t < config.charged_for]
+               for instance, times in state.removed.items()}
     new_state = AutoState(confirmations, {k: v for k, v in removed.items() if v}, held)
     return Plan(remove, waiting, counting, held, {k: v for k, v in held.items() if k not in state.held},
                 [instance for instance in state.held if instance not in held], new_state)

@@ -81,6 +81,8 @@ def _mark(item: dict[str, Any]) -> tuple[str, int]:
         return f"soon stuck: no progress for {stalled}", 1
     if item["activity"] == "unavailable":
         return "download client unavailable", 1
+    if item["activity"] == "finished":
+        return item["reason"], 0  # a usenet job's post-processing stage: "unpacking for 3 min (nzbget)"
     return "", 0
 
 
@@ -89,7 +91,7 @@ def board_rows(check: dict[str, Any]) -> list[BoardRow]:
     rows = []
     for item in check["downloads"]:
         mark, severity = _mark(item)
-        if item["activity"] != "active" and severity == 0:
+        if item["activity"] not in ("active", "finished") and severity == 0:
             continue  # paused, queued, completed: not the board's business
         rows.append(BoardRow(
             instance=item["instance"], title=item["title"], bar=progress_bar(item["progress"]),

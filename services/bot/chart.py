@@ -65,7 +65,9 @@ def render_history_png(history: dict[str, Any]) -> bytes:
     else:
         axes.text(0.5, 0.5, "no history recorded yet", ha="center", va="center", transform=axes.transAxes)
     axes.set_ylabel(f"downloaded ({unit})")
-    axes.set_xlabel("time (UTC)")
+    reason = history.get("reason")  # what it is now: "unpacking for 12 min (nzbget)", a health, a stall
+    axes.set_xlabel(f"time (UTC) · now: {reason if len(reason) <= 100 else reason[:99] + '…'}" if reason
+                    else "time (UTC)")
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
     figure.tight_layout()

@@ -299,6 +299,8 @@ def download_embed(history: dict[str, Any], *, image: str | None = "history.png"
         embed.add_field(name="Last change", value=relative_time(last["t"]), inline=True)
         embed.add_field(name="History", value=f"{len(points)} change points since {relative_time(first['t'])}",
                         inline=True)
+        if history.get("reason"):
+            embed.add_field(name="Now", value=escape_markdown(clip(str(history["reason"]), REASON_WIDTH)), inline=False)
     else:
         embed.description = "No history recorded yet."
     embed.set_footer(text=f"download id {clip(str(history.get('download_id', '')), 200)}")

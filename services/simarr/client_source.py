@@ -41,7 +41,7 @@ class ClientJob:
     title: str
     size: int
     sizeleft: int
-    status: str               # DownloadItemStatus in lower case: downloading, queued, paused, completed, failed, warning
+    status: str               # DownloadItemStatus, lower case: downloading, queued, paused, completed, failed, warning
     message: str | None = None
     seconds_left: float | None = None
     handle: Any = None        # what the client deletes it by

@@ -209,8 +209,8 @@ class Tracker:
         removed = set(client.get("removed", ()))
         left = [known.pop(job_id) for job_id in list(known) if job_id not in listed]
         if left and self.stats is not None:
-            self.stats.add(failed_job_outcome(client["name"], job.fields, job.first_seen, now, job.fields["id"] in removed)
-                           for job in left)
+            self.stats.add(failed_job_outcome(client["name"], job.fields, job.first_seen, now,
+                                              job.fields["id"] in removed) for job in left)
             self.stats.flush()
         for job_id, job in listed.items():
             known[job_id] = FailedJob(job, known[job_id].first_seen if job_id in known else now)
@@ -221,7 +221,8 @@ class Tracker:
         for (poller, client), jobs in sorted(self.failed_jobs.items()):
             queued = {key.upper() for name, state in self.instances.items() if state.poller == poller
                       for key in self.downloads.get(name, {})}
-            items += [failed_job_item(client, job.fields) for job_id, job in sorted(jobs.items()) if job_id not in queued]
+            items += [failed_job_item(client, job.fields) for job_id, job in sorted(jobs.items())
+                      if job_id not in queued]
         return items
 
     def _record_outcomes(self, departed: list[DownloadHistory]) -> None:
@@ -341,7 +342,8 @@ class Tracker:
         for (poller, client), outage in sorted(self.outages.items()):
             instances = sorted({name for name, _ in outage.held})
             report += [{"instance": instance, "download_client": client, "poller": poller, "since": outage.since,
-                        "instances": instances, "downloads": sorted(key for name, key in outage.held if name == instance)}
+                        "instances": instances,
+                        "downloads": sorted(key for name, key in outage.held if name == instance)}
                        for instance in instances]
         return report
 
@@ -397,6 +399,8 @@ class Tracker:
         history = self.downloads.get(instance, {}).get(key)
         if history is None:
             raise LookupError(f"no download {key!r} is tracked on {instance!r}")
+        finding = examine(history, self.config)
         return {"instance": instance, "download_id": key, "title": history.first.title,
+                "category": finding.category, "reason": finding.reason,  # the stage or health of a usenet job
                 "points": [{"t": p.time, "bytes": p.downloaded, "progress": p.progress, "activity": p.activity}
                            for p in history.points]}
