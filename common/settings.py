@@ -44,6 +44,8 @@ CLEANUP_PRIVATE_CHOICES = ("keep", "remove")
 
 SECRET_SETTINGS = ("DISCORD_TOKEN",)
 
+DISCORD_API_BASE = "https://discord.com/api/v10"
+DISCORD_GATEWAY_URL = "wss://gateway.discord.gg"
 # Discord rate-limits message edits (per channel, shared by the board, its warnings, /check and page turns).
 DISCORD_MIN_CHECK_INTERVAL = 30.0
 
@@ -104,6 +106,9 @@ class Settings:
     discord_token: str | None = field(default=None, repr=False)
     discord_channel_id: int | None = None
     discord_admin_role_id: int | None = None
+    # Where the bot talks to Discord: its REST API and its gateway (a proxy, or the tests' stand-in).
+    discord_api_base: str = DISCORD_API_BASE
+    discord_gateway_url: str = DISCORD_GATEWAY_URL
     poll_interval_seconds: float = 30.0
     check_interval: float = 300.0
     stuck_threshold_minutes: float = 120.0
@@ -258,6 +263,13 @@ def _listen_host(name: str, value: str) -> str:
     raise _bad(name, value, "expected an IPv4 address or a host name to listen on, such as 127.0.0.1 or 0.0.0.0")
 
 
+def _websocket_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise _bad(name, value, "expected a websocket URL, such as wss://gateway.discord.gg")
+    return value
+
+
 def _cleanup_private(name: str, value: str) -> str:
     choice = value.strip().lower()
     if choice not in CLEANUP_PRIVATE_CHOICES:
@@ -296,6 +308,8 @@ def _log_level(name: str, value: str) -> str:
 _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "DISCORD_CHANNEL_ID": ("discord_channel_id", _snowflake),
     "DISCORD_ADMIN_ROLE_ID": ("discord_admin_role_id", _snowflake),
+    "DISCORD_API_BASE": ("discord_api_base", _url),
+    "DISCORD_GATEWAY_URL": ("discord_gateway_url", _websocket_url),
     "POLL_INTERVAL_SECONDS": ("poll_interval_seconds", _positive),
     "CHECK_INTERVAL": ("check_interval", _positive),
     "STUCK_THRESHOLD_MINUTES": ("stuck_threshold_minutes", _positive),

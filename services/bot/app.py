@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 import discord
+import yarl
 from discord import app_commands
 from discord.ext import commands, tasks
 
@@ -415,6 +416,14 @@ async def serve(settings: Settings, stop: threading.Event, bot: DiscarrBot | Non
             log.debug("the Discord client ended with %r", outcome)
 
 
+def use_discord_endpoints(settings: Settings) -> None:
+    """Send REST calls to DISCORD_API_BASE and open the gateway at DISCORD_GATEWAY_URL (a proxy, or the
+    tests' stand-in). discord.py keeps both in class attributes: its client opens Discord's own gateway
+    whatever the REST base is, and goes back to that default after a session it cannot resume."""
+    discord.http.Route.BASE = settings.discord_api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
 def run_discord_bot(settings: Settings, stop_event: threading.Event) -> None:
     """Run the Discord bot until `stop_event` is set or SIGTERM; blocking.
 
@@ -423,6 +432,7 @@ def run_discord_bot(settings: Settings, stop_event: threading.Event) -> None:
     """
     if not settings.discord_token:
         raise ServiceUnavailable("discord: DISCORD_TOKEN is not set")
+    use_discord_endpoints(settings)
     redactor = RedactToken(settings.discord_token)
     handlers = list(logging.getLogger().handlers)
     for handler in handlers:
