@@ -21,6 +21,11 @@ remove     →poller        ``{"request_id", "expires_at", "requested_by", "dry_
                           → ``{"results": [RESULT]}``
 stats      →tracker       ``{"days": float, "by": "indexer"|"client"|"instance"|"group"}``: outcomes of the
                           downloads that left the queue (SPEC 5.1)
+keep       →tracker       ``{"instance", "download_id", "by", "for_good"}``: never removed (SPEC 4.2)
+           →poller        the same: tagged discarr-keep in its client, audited with who kept it
+unkeep     →tracker/poller ``{"instance", "download_id", "by"}``: removable again
+protection →tracker       ``{"downloads": [{"instance", "download_id"}]}``: why each is protected now
+                          (sent with a removal request: a keep made since the preview wins)
 log_level  →tracker/poller ``{"level": "DEBUG"|"INFO"|...}``: set its logging level (/verbose)
 ping       →any REP       ``{}``
 ok         reply          the answer
@@ -63,6 +68,9 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "log_level": {"level": (str,)},
     "stats": {"days": _NUMBER, "by": (str,)},
     "auto_report": {"report": (dict,)},
+    "keep": {"instance": (str,), "download_id": (str,), "by": (str,), "for_good": (bool,)},
+    "unkeep": {"instance": (str,), "download_id": (str,), "by": (str,)},
+    "protection": {"downloads": (list,)},
     "ping": {},
     "ok": {},
     "error": {"error": (str,)},
@@ -73,7 +81,8 @@ OPTIONAL_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
                  "removals": (list,)},  # REMOVAL_NOTICE_FIELDS: what this poller removed of the instance lately
     "check": {"offset": (int,), "limit": (int,)},
     "analyze": {"include_slow": (bool,)},
-    "remove": {"include_slow": (bool,), "sent_at": _NUMBER},
+    "remove": {"include_slow": (bool,), "sent_at": _NUMBER,
+               "protected": (dict,)},  # "instance/download_id" -> why, as the tracker knew when it was sent
 }
 
 # Fields of one normalised queue record inside a snapshot (see services.poller.normalize).
@@ -84,6 +93,12 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "protocol": _OPT_STR, "download_client": _OPT_STR, "indexer": _OPT_STR,
     "client": (dict, type(None)),   # the download client's own figures (CLIENT_FIELDS), when it has the torrent
     "removed_before": (int,),       # how often this poller removed this download before: it came back
+}
+
+# Record fields a sender may leave out (newer than the first version).
+RECORD_OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "arr_tags": (list,),        # the labels of the *arr tags on its series, movie, artist or author
+    "protected_by": _OPT_STR,   # the protection rule it falls under, in words (common.protection)
 }
 
 # The download client's own figures for one torrent (see services.poller.download_clients).
@@ -186,6 +201,7 @@ def _checked_record(index: int, record: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise ProtocolError(f"snapshot: record {index} must be a map")
     _check_fields(f"snapshot record {index}", record, RECORD_FIELDS)
+    _check_fields(f"snapshot record {index}", record, RECORD_OPTIONAL_FIELDS, optional=True)
     if record["client"] is not None:
         _check_fields(f"snapshot record {index} client", record["client"], CLIENT_FIELDS)
         _check_fields(f"snapshot record {index} client", record["client"], CLIENT_OPTIONAL_FIELDS, optional=True)
@@ -323,13 +339,19 @@ def _envelope_parts(envelope: Any) -> tuple[str, Any]:
 
 def removal_request(downloads: list[dict[str, Any]], *, requested_by: str, dry_run: bool,
                     include_import_blocked: bool, now: float, valid_for: float,
-                    include_slow: bool = False) -> dict[str, Any]:
+                    include_slow: bool = False, protected: dict[str, str] | None = None) -> dict[str, Any]:
     """The body of a "remove" request: a fresh id, so a retry is recognised, the sender's time, and
     `expires_at`: the poller starts nothing after it (`valid_for` is shorter than the sender's wait,
-    so a removal never starts after the sender gave up)."""
+    so a removal never starts after the sender gave up). `protected`: the tracker's answer to
+    "protection" for these downloads, asked just before (a keep made since the preview wins)."""
     return {"request_id": uuid.uuid4().hex, "sent_at": now, "expires_at": now + valid_for,
             "requested_by": requested_by, "dry_run": dry_run, "include_import_blocked": include_import_blocked,
-            "include_slow": include_slow, "downloads": downloads}
+            "include_slow": include_slow, "downloads": downloads, "protected": protected or {}}
+
+
+def protection_query(downloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The body of a "protection" request for these downloads."""
+    return {"downloads": [{"instance": item["instance"], "download_id": item["download_id"]} for item in downloads]}
 
 
 def unanswered(request: dict[str, Any], poller: str) -> list[dict[str, Any]]:

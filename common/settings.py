@@ -9,9 +9,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -137,6 +137,12 @@ class Settings:
     auto_cleanup_confirmations: int = 2
     auto_cleanup_max_per_hour: int = 10
     stats_db: str = "data/discarr.sqlite3"
+    # Protection (SPEC 4.2): what is never removed, and the rules each instance overrides.
+    protect_tags: tuple[str, ...] = ()         # *arr tags (their labels) on the series, movie, artist or author
+    protect_client_tags: tuple[str, ...] = ()  # the download client's tags, labels or categories
+    protect_indexers: tuple[str, ...] = ()
+    protect_titles: tuple[re.Pattern, ...] = ()
+    overrides: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (env prefix, ((field, value), ...))
     stats_retention_days: float = 365.0
     simarr_port: int = 8989
     simarr_host: str = "127.0.0.1"  # where simarr listens; beyond loopback it serves any host name (cli.simarr)
@@ -169,6 +175,12 @@ class Settings:
         if self.discord_token:
             return max(self.check_interval, DISCORD_MIN_CHECK_INTERVAL)
         return self.check_interval
+
+    def for_instance(self, instance: str) -> "Settings":
+        """These settings with an instance's overrides in force (its <INSTANCE>_STUCK_THRESHOLD_MINUTES and the
+        others of OVERRIDABLE): the thresholds, automatic cleanup and its cap it is judged by."""
+        changed = dict(dict(self.overrides).get(_env_prefix(instance), ()))
+        return replace(self, **changed) if changed else self
 
     def thresholds(self) -> dict:
         """The detection settings, as shown by `/progress` and `--json`."""
@@ -277,6 +289,33 @@ def _cleanup_private(name: str, value: str) -> str:
     return choice
 
 
+def _words(name: str, value: str) -> tuple[str, ...]:
+    """A comma list of names, compared without regard to case."""
+    return tuple(dict.fromkeys(part.strip().casefold() for part in value.split(",") if part.strip()))
+
+
+def _patterns(name: str, value: str) -> tuple[re.Pattern, ...]:
+    """Regular expressions, separated by commas outside their brackets and braces (so `S\\d{2,3}` stays one),
+    matched anywhere in a title, without regard to case."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(value):
+        if char in "([{" and (index == 0 or value[index - 1] != "\\"):
+            depth += 1
+        elif char in ")]}" and (index == 0 or value[index - 1] != "\\"):
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            parts.append(value[start:index])
+            start = index + 1
+    parts.append(value[start:])
+    compiled = []
+    for part in filter(None, (part.strip() for part in parts)):
+        try:
+            compiled.append(re.compile(part, re.IGNORECASE))
+        except re.error as exc:
+            raise _bad(name, value, f"{part!r} is not a regular expression ({exc})") from None
+    return tuple(compiled)
+
+
 AUTO_CLEANUP_CATEGORIES = ("stuck", "inactive", "slow", "import_blocked")
 
 
@@ -338,6 +377,10 @@ _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "AUTO_CLEANUP_CONFIRMATIONS": ("auto_cleanup_confirmations", _whole(1)),
     "AUTO_CLEANUP_MAX_PER_HOUR": ("auto_cleanup_max_per_hour", _whole(1)),
     "STATS_DB": ("stats_db", lambda n, v: v),
+    "PROTECT_TAGS": ("protect_tags", _words),
+    "PROTECT_CLIENT_TAGS": ("protect_client_tags", _words),
+    "PROTECT_INDEXERS": ("protect_indexers", _words),
+    "PROTECT_TITLES": ("protect_titles", _patterns),
     "STATS_RETENTION_DAYS": ("stats_retention_days", _positive),
     "SIMARR_PORT": ("simarr_port", _port),
     "SIMARR_HOST": ("simarr_host", _listen_host),
@@ -347,6 +390,24 @@ _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
 
 def _env_prefix(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+# What each instance may override as <INSTANCE>_<SETTING> (SPEC 4.2): a 4K Radarr whose downloads crawl.
+OVERRIDABLE = ("STUCK_THRESHOLD_MINUTES", "MIN_PROGRESS_CHANGE", "MIN_SIZE_CHANGE", "SLOW_MAX_ETA_HOURS",
+               "AUTO_CLEANUP", "AUTO_CLEANUP_MAX_PER_HOUR")
+_OVERRIDE = re.compile(rf"([A-Z0-9][A-Z0-9_]*?)_({'|'.join(OVERRIDABLE)})")
+
+
+def _overrides(env: Mapping[str, str]) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """Every <INSTANCE>_<SETTING> of OVERRIDABLE, checked as the setting itself is, by the instance's
+    name as an environment prefix (any instance: this host may not know the others' API keys)."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, raw in env.items():
+        match = _OVERRIDE.fullmatch(name)
+        if match and raw.strip():
+            attr, parse = _SCALARS[match.group(2)]
+            found.setdefault(match.group(1), {})[attr] = parse(name, raw.strip())
+    return tuple((prefix, tuple(sorted(values.items()))) for prefix, values in sorted(found.items()))
 
 
 def _instances(env: Mapping[str, str]) -> tuple[InstanceConfig, ...]:
@@ -493,4 +554,5 @@ def load_settings(environ: Mapping[str, str] | None = None,
     token = env.get("DISCORD_TOKEN", "").strip()
     curve = _curve(env)
     _check_exposure(values, curve)
-    return Settings(instances=_instances(env), download_clients=_download_clients(env), curve=curve, discord_token=token or None, **values)
+    return Settings(instances=_instances(env), download_clients=_download_clients(env), curve=curve,
+                    discord_token=token or None, overrides=_overrides(env), **values)

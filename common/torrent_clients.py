@@ -109,6 +109,10 @@ class QBittorrentApi:
         with self._failures("torrents/addTags"):
             self.client.torrents_add_tags(tags=tag, torrent_hashes=info_hash.lower())
 
+    def remove_tags(self, info_hash: str, tag: str) -> None:
+        with self._failures("torrents/removeTags"):
+            self.client.torrents_remove_tags(tags=tag, torrent_hashes=info_hash.lower())
+
     def delete(self, hashes: list[str]) -> None:
         """Delete torrents and their files."""
         with self._failures("torrents/delete"):

@@ -350,15 +350,77 @@ def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, include_slow
         sys.exit(1)
 
 
+@main.command()
+@click.argument("download")
+@click.option("--for-good", is_flag=True, help="Keep it even when it comes back after leaving the queue.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def keep(download: str, for_good: bool, as_json: bool) -> None:
+    """Never remove DOWNLOAD (a title, part of one, or a download id): until it leaves the queue, or for good."""
+    _keep(download, kept=True, for_good=for_good, as_json=as_json)
+
+
+@main.command()
+@click.argument("download")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def unkeep(download: str, as_json: bool) -> None:
+    """Let DOWNLOAD (a title, part of one, or a download id) be removed again."""
+    _keep(download, kept=False, for_good=False, as_json=as_json)
+
+
+def _keep(download: str, *, kept: bool, for_good: bool, as_json: bool) -> None:
+    import getpass
+
+    from common.protocol import check_page, merge_check
+    from services.bot.keeps import keep_request, kept_sentence
+    settings = _settings()
+    check, offset = None, 0
+    while offset is not None:
+        check, offset = merge_check(check, _ask(settings, "tracker", "check", check_page(offset)))
+    instance, download_id = _one_download(check["downloads"], download)
+    message_type, body = keep_request(instance, download_id, f"cli:{getpass.getuser()}", kept=kept,
+                                      for_good=for_good)
+    answer = _ask(settings, "tracker", message_type, body)
+    try:
+        with RequestClient("poller", answer.get("poller") or settings.poller_endpoint_for_clients,
+                           settings.removal_wait_seconds, retries=0, curve=settings.curve) as client:
+            tagged = client.request(message_type, body)
+    except (ServiceUnavailable, ServiceError) as exc:
+        click.echo(f"discarr: {exc}", err=True)
+        tagged = None
+    if as_json:
+        _print_json(dict(answer, tagged=tagged))
+    else:
+        click.echo(kept_sentence(answer, tagged, kept=kept, for_good=for_good).replace("**", ""))
+
+
+def _one_download(downloads: list[dict[str, Any]], wanted: str) -> tuple[str, str]:
+    """(instance, download id) of the one download `wanted` names: its id (or instance/id), else the one
+    title that contains it; anything else is a usage error naming the choices."""
+    needle = wanted.strip().casefold()
+    exact = [d for d in downloads if needle in (d["download_id"].casefold(),
+                                                f"{d['instance']}/{d['download_id']}".casefold())]
+    found = exact or [d for d in downloads if needle and needle in (d.get("title") or "").casefold()]
+    if len(found) == 1:
+        return found[0]["instance"], found[0]["download_id"]
+    if not found:
+        click.echo(f"discarr: no tracked download matches {wanted!r} (discarr check lists them)", err=True)
+    else:
+        names = "; ".join(f"{d['title']} ({d['instance']}, {d['download_id']})" for d in found[:5])
+        click.echo(f"discarr: {len(found)} downloads match {wanted!r}: {names}; name one by its id", err=True)
+    sys.exit(2)
+
+
 def _remove(settings: Settings, analysis: dict, **request: bool) -> list[dict]:
     """Send each poller the removals of its instances; the results of all of them."""
     import getpass
     import time
 
-    from common.protocol import removal_requests, unanswered
+    from common.protocol import protection_query, removal_requests, unanswered
+    # Kept since the analysis? The tracker says so now, and the poller skips it (SPEC 4.2).
+    protected = _ask(settings, "tracker", "protection", protection_query(analysis["candidates"]))["protected"]
     requests = removal_requests(analysis, settings.poller_endpoint_for_clients,
                                 requested_by=f"cli:{getpass.getuser()}", now=time.time(),
-                                valid_for=settings.request_timeout_seconds, **request)
+                                valid_for=settings.request_timeout_seconds, protected=protected, **request)
     results = []
     for endpoint, body in requests.items():
         try:  # a poller that does not answer fails its own downloads, never the others' results

@@ -201,8 +201,9 @@ class Household:
         self.arrs = {name: SimArr(self, name) for name in self.instances}
         self.download_clients = DownloadClients([], 1.0)
         self.download_clients.readers = {c.name: SimReader(self, c) for c in self.clients if c.read}
-        self.remover = Remover(dict(self.arrs), RemovalPolicy.from_settings(self.settings), audit, self.clock,
-                               self.download_clients, self.memory, self.config.removal_timeout)
+        policies = {name: RemovalPolicy.from_settings(self.settings) for name in self.arrs}
+        self.remover = Remover(dict(self.arrs), policies, audit, self.clock, self.download_clients, self.memory,
+                               self.config.removal_timeout)
 
     def _start_tracker(self, restore: bool) -> None:
         self.stats = StatsStore(self.settings.stats_db, 365, self.clock)

@@ -207,3 +207,16 @@ def test_a_shared_client_whose_other_instance_does_not_answer_holds_its_candidat
     assert decided.held["sonarr"].startswith("it is unreachable")
     assert "radarr" not in decided.held  # only what shares the client waits
     assert "radarr/D1" not in decided.state.confirmations  # confirmed anew once Sonarr answers
+
+
+def test_each_instance_may_have_its_own_categories_and_cap():
+    from common.settings import load_settings
+    settings = load_settings({"AUTO_CLEANUP": "stuck", "AUTO_CLEANUP_MAX_PER_HOUR": "10",
+                              "RADARR4K_AUTO_CLEANUP": "inactive", "RADARR4K_AUTO_CLEANUP_MAX_PER_HOUR": "1"}, None)
+    config = AutoConfig.from_settings(settings)
+    candidates = [item(1, "radarr4k"), item(2, "radarr4k", category="inactive"), item(3, "radarr4k", category="inactive"),
+                  item(4, "sonarr"), item(5, "sonarr", category="inactive")]
+    decided = decide(AutoConfig(config.categories, confirmations=1, max_per_hour=10, instances=config.instances),
+                     AutoState(), candidates, check(active=30, instances=("sonarr", "radarr4k")), T0)
+    assert ids(decided.remove) == ["D2", "D4"] and ids(decided.waiting) == ["D3"]
+    assert config.describe() == "on: stuck; radarr4k: inactive (at most 1 an hour)"

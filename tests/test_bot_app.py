@@ -190,7 +190,7 @@ def test_setup_hook_registers_the_persistent_pager_and_syncs_only_changed_comman
     first, views, commands = run(scenario())
     assert synced == [1]  # the second start found the same commands already synced
     assert views == ["BoardPager"]
-    assert commands == {"check", "verbose", "progress", "cleanup", "stats"}
+    assert commands == {"check", "verbose", "progress", "cleanup", "stats", "keep", "unkeep"}
     assert first.board_loop.seconds == settings.check_interval
     assert first.intents.value == discord.Intents(guilds=True).value  # no privileged intent
 
@@ -371,8 +371,9 @@ def test_preview_payloads_are_what_the_bot_would_send(tmp_path, tracker):
     assert payloads["board"]["components"] == []  # one page: no buttons
     assert payloads["progress"]["embeds"][0]["title"] == "Tracker statistics"
     buttons = [component["label"] for row in payloads["cleanup"]["components"] for component in row["components"]]
-    assert buttons == ["Confirm", "Cancel"]
-    assert "buttons: Confirm | Cancel" in render_text(payloads["cleanup"])
+    assert buttons[:2] == ["Confirm", "Cancel"]
+    assert buttons[2:] and all(label.startswith("Keep ") for label in buttons[2:])  # one beside each candidate
+    assert "buttons: Confirm | Cancel | Keep " in render_text(payloads["cleanup"])
 
 
 def test_preview_with_the_tracker_down_raises_service_unavailable(tmp_path):

@@ -271,7 +271,9 @@ def test_cleanup_previews_with_buttons_for_the_caller(tmp_path, tracker):
     reply = interaction.calls.named("followup.send")[0]
     assert reply["ephemeral"] and reply["wait"] is True
     assert isinstance(view, CleanupConfirmView) and view.owner_id == 7 and view.message is not None
-    assert [item.label for item in view.children] == ["Confirm", "Cancel"]
+    labels = [item.label for item in view.children]
+    assert labels[:2] == ["Confirm", "Cancel"] and len(labels) == 2 + 6  # and Keep beside each candidate
+    assert all(label.startswith("Keep Show.") and len(label) <= 80 for label in labels[2:])
     assert "6 download(s) would be removed" in text_of(reply["embeds"])
     assert received == []  # nothing is sent to the poller before Confirm
 
@@ -312,9 +314,9 @@ def test_cleanup_with_nothing_to_remove_has_no_buttons(tmp_path):
 
 def test_the_command_tree_json_carries_names_options_and_admin_permissions():
     commands = {command["name"]: command for command in command_tree_json(Settings())}  # no admin role
-    assert set(commands) == {"check", "verbose", "progress", "stats", "cleanup"}
+    assert set(commands) == {"check", "verbose", "progress", "stats", "cleanup", "keep", "unkeep"}
     assert commands["check"]["default_member_permissions"] is None  # anyone
-    for name in ("verbose", "progress", "stats", "cleanup"):
+    for name in ("verbose", "progress", "stats", "cleanup", "keep", "unkeep"):
         assert str(commands[name]["default_member_permissions"]) == "32"  # Manage Server (0x20)
     assert all(command["dm_permission"] is False for command in commands.values())
     options = {option["name"]: option for option in commands["cleanup"]["options"]}

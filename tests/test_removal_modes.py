@@ -125,7 +125,7 @@ def world(tmp_path):
             memory.add({"instance": "sonarr", "download_id": HASH, "category": "stuck"}, "test")
         return Remover({"sonarr": ArrClient(InstanceConfig("sonarr", "sonarr", f"http://127.0.0.1:{simarr.port}",
                                                           "key"), 2)},
-                       RemovalPolicy(min_bytes=GB, min_progress=50, blocklist=blocklist), audit, clock,
+                       {"sonarr": RemovalPolicy(min_bytes=GB, min_progress=50, blocklist=blocklist)}, audit, clock,
                        qbittorrent.clients(), memory)
 
     item = {"instance": "sonarr", "download_id": HASH, "queue_ids": queue_ids, "title": "Stalled.Show.S01E01",

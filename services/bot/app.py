@@ -32,7 +32,7 @@ from services.bot.commands import DiscarrCog, fetch_board_pages
 from services.bot.embeds import auto_cleanup_embeds, board_error_embed, board_pages, page_of, warning_embed
 from services.bot.requests import ServiceFailure, Services
 from services.bot.state_file import StateFile, load_state
-from services.bot.views import BoardPager, pager_for
+from services.bot.views import BoardPager, KeepButton, keep_buttons, pager_for
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class StatusBoard:
         self._unsaved = False  # the state changed, or its last save failed
         self._lock = asyncio.Lock()
         self.auto = auto_cleaner(settings, services, self.state, self._save_changed, self._announce)
+        self.seen: Callable[[list[dict[str, Any]]], None] | None = None  # told the downloads of each refresh
 
     async def _save_changed(self) -> None:
         self._unsaved = True
@@ -106,6 +107,8 @@ class StatusBoard:
             except ServiceFailure as exc:
                 await self._show_error(channel, str(exc))
                 raise
+            if self.seen is not None:
+                self.seen(check.get("downloads", []))
             pages = await asyncio.to_thread(board_pages, check)
             message_id = await self._edit_or_post(channel, pages)
             warned = await self._warn(channel, check)
@@ -174,7 +177,9 @@ class StatusBoard:
         posted = False
         if new_stuck or new_unhealthy:
             try:
+                # Keep, under each stuck download that nothing protects yet (admins only, SPEC 4.2).
                 await channel.send(embed=warning_embed(new_stuck, new_unhealthy),
+                                   view=keep_buttons([item for item in new_stuck if not item.get("protected_by")]),
                                    allowed_mentions=discord.AllowedMentions.none())
                 posted = True
             except discord.HTTPException as exc:
@@ -215,6 +220,8 @@ class DiscarrBot(commands.Bot):
             self.auto = auto_cleaner(settings, self.services, self.state, self._save_state, self._announce_in_log)
             self.auto_loop.change_interval(seconds=settings.effective_check_interval)
         self.cog = DiscarrCog(settings, self.services, self.board)
+        if self.board is not None:
+            self.board.seen = self.cog.remember_downloads
         self.sync_task: asyncio.Task[None] | None = None
 
     async def _save_state(self) -> None:
@@ -231,6 +238,7 @@ class DiscarrBot(commands.Bot):
     async def setup_hook(self) -> None:
         await self.add_cog(self.cog)
         self.add_view(BoardPager(self.board.load_pages if self.board else self._pages_without_board))
+        self.add_dynamic_items(KeepButton)  # a warning's Keep works after any restart
         # In the background: setup_hook holds up the gateway connection (and so the board), and a
         # sync may wait out a rate limit for minutes.
         self.sync_task = asyncio.create_task(self.sync_commands(), name="sync-commands")

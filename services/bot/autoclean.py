@@ -25,6 +25,7 @@ file, so a restart neither resets confirmations nor lets the hourly cap be excee
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -64,16 +65,38 @@ class AutoConfig:
     max_per_hour: int = 10
     interval: float = 300.0        # CHECK_INTERVAL (as the board runs it): confirmations at least this far apart
     removal_grace: float = 120.0   # how long after a request its removals may still take effect (SPEC 4)
+    # Instances with their own AUTO_CLEANUP or AUTO_CLEANUP_MAX_PER_HOUR (SPEC 4.2): (env prefix, categories, cap)
+    instances: tuple[tuple[str, frozenset[str], int], ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Any) -> "AutoConfig":
+        own = tuple((prefix, frozenset(rules.auto_cleanup), rules.auto_cleanup_max_per_hour)
+                    for prefix, rules in ((p, settings.for_instance(p)) for p, _ in settings.overrides)
+                    if (rules.auto_cleanup, rules.auto_cleanup_max_per_hour) != (settings.auto_cleanup,
+                                                                                 settings.auto_cleanup_max_per_hour))
         return cls(frozenset(settings.auto_cleanup), settings.auto_cleanup_dry_run,
                    settings.auto_cleanup_confirmations, settings.auto_cleanup_max_per_hour,
-                   settings.effective_check_interval, settings.removal_effect_seconds)
+                   settings.effective_check_interval, settings.removal_effect_seconds, own)
+
+    def _own(self, instance: str) -> tuple[frozenset[str], int]:
+        prefix = re.sub(r"[^A-Za-z0-9]", "_", instance).upper()
+        return next(((categories, cap) for name, categories, cap in self.instances if name == prefix),
+                    (self.categories, self.max_per_hour))
+
+    def categories_for(self, instance: str) -> frozenset[str]:
+        return self._own(instance)[0]
+
+    def cap_for(self, instance: str) -> int:
+        return self._own(instance)[1]
+
+    @property
+    def all_categories(self) -> frozenset[str]:
+        """What it removes from any instance."""
+        return self.categories.union(*(categories for _, categories, _ in self.instances))
 
     @property
     def enabled(self) -> bool:
-        return bool(self.categories)
+        return bool(self.all_categories)
 
     @property
     def spacing(self) -> float:
@@ -87,11 +110,13 @@ class AutoConfig:
         return HOUR + self.removal_grace
 
     def describe(self) -> str:
-        """"off", or what it removes: "on: stuck, inactive" / "dry run: stuck"."""
+        """"off", or what it removes: "on: stuck, inactive" / "dry run: stuck" (and each instance's own)."""
         if not self.enabled:
             return "off"
         mode = "dry run" if self.dry_run else "on"
-        return f"{mode}: {', '.join(c for c in CATEGORIES if c in self.categories)}"
+        words = f"{mode}: {', '.join(c for c in CATEGORIES if c in self.categories) or 'nothing'}"
+        return words + "".join(f"; {prefix.lower()}: {', '.join(c for c in CATEGORIES if c in own) or 'nothing'}"
+                               f" (at most {cap} an hour)" for prefix, own, cap in self.instances)
 
     def as_dict(self) -> dict[str, Any]:
         return {"categories": [c for c in CATEGORIES if c in self.categories], "dry_run": self.dry_run,
@@ -232,12 +257,12 @@ def plan(config: AutoConfig, state: AutoState, analysis: dict[str, Any], check: 
          now: float) -> Plan:
     """What automatic cleanup does after this analysis (pure: the caller does the I/O)."""
     wanted = [item for item in analysis.get("candidates", ())
-              if category_of(item) in config.categories and not item.get("withheld")]
+              if category_of(item) in config.categories_for(item["instance"]) and not item.get("withheld")]
     held = holds(check, wanted)
     unjudged = _unjudged_clients(check)
     confirmations: dict[str, Confirmation] = {}
     remove, waiting, counting = [], [], []
-    budget = {instance: config.max_per_hour - state.removed_this_hour(instance, now, config)
+    budget = {instance: config.cap_for(instance) - state.removed_this_hour(instance, now, config)
               for instance in {item["instance"] for item in wanted}}
     for item in wanted:
         if item["instance"] in held or unjudged(item):
@@ -337,8 +362,8 @@ class AutoCleaner:
 
     async def _clean(self, check: dict[str, Any]) -> Plan:
         analysis = await self.ask_tracker("analyze", {
-            "include_import_blocked": "import_blocked" in self.config.categories,
-            "include_slow": "slow" in self.config.categories})
+            "include_import_blocked": "import_blocked" in self.config.all_categories,
+            "include_slow": "slow" in self.config.all_categories})
         now = self.clock()
         decided = plan(self.config, self.state, analysis, check, now)
         self.state = decided.state
@@ -386,8 +411,8 @@ def auto_cleaner(settings: Any, services: Any, state: dict[str, Any], save: Call
 
     async def remove(analysis: dict[str, Any], candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return await request_removal(services, analysis, candidates, REQUESTED_BY, dry_run=config.dry_run,
-                                     include_import_blocked="import_blocked" in config.categories,
-                                     include_slow="slow" in config.categories)
+                                     include_import_blocked="import_blocked" in config.all_categories,
+                                     include_slow="slow" in config.all_categories)
 
     async def ask_tracker(message_type: str, body: dict[str, Any]) -> dict[str, Any]:
         return await services.ask("tracker", message_type, body)

@@ -61,6 +61,14 @@ def _zone(offset: str | None) -> timezone:
 
 
 def _mark(item: dict[str, Any]) -> tuple[str, int]:
+    mark, severity = _state_mark(item)
+    if item.get("protected_by"):  # still shown and warned about, never removed (SPEC 4.2)
+        return f"{mark}; protected ({item['protected_by']})" if mark else f"protected ({item['protected_by']})", \
+            min(severity, 1)
+    return mark, severity
+
+
+def _state_mark(item: dict[str, Any]) -> tuple[str, int]:
     stalled = human_duration(item["stalled_minutes"])
     if item.get("withheld") and item["category"] in ("stuck", "inactive"):
         return f"{item['category']}, but {item['withheld']}", 1
@@ -145,7 +153,8 @@ def kept_for_now(analysis: dict[str, Any], include_import_blocked: bool, include
                  ) -> list[tuple[str, list[dict[str, Any]]]]:
     """What a cleanup leaves in place although the analysis found it, each group titled with why."""
     attention = analysis.get("attention") or []
-    kept = [("Kept: download client unreachable, no fresh evidence", analysis.get("withheld") or [])]
+    kept = [("Kept: protected (a rule, or an admin kept it)", analysis.get("protected") or []),
+            ("Kept: download client unreachable, no fresh evidence", analysis.get("withheld") or [])]
     if not include_import_blocked:
         kept.append(("Kept: import blocked, needs a human (include import-blocked to remove them)",
                      [item for item in attention if item.get("attention") != "not_imported"]))
@@ -154,6 +163,20 @@ def kept_for_now(analysis: dict[str, Any], include_import_blocked: bool, include
     if not include_slow:
         kept.append(("Kept: slow (include slow to remove them)", analysis.get("slow") or []))
     return [(title, items) for title, items in kept if items]
+
+
+def instance_threshold_lines(progress: dict[str, Any]) -> list[str]:
+    """Each instance that overrides the thresholds (SPEC 4.2), with the ones it is judged by."""
+    config = progress.get("config") or {}
+    lines = []
+    for instance in progress.get("instances", ()):
+        own = instance.get("thresholds") or {}
+        if any(own.get(key) != config.get(key) for key in own):
+            lines.append(f"{instance['name']}: stuck after {human_duration(float(own['stuck_threshold_minutes']))} "
+                         f"of less than {float(own['min_progress_change']):g} points and "
+                         f"{human_size(float(own['min_size_change']))}; slow beyond "
+                         f"{float(own['slow_max_eta_hours']):g} h")
+    return lines
 
 
 def removal_consequences(candidates: list[dict[str, Any]], *, blocklist: bool, keep_private: bool) -> str:

@@ -28,11 +28,12 @@ from services.bot.limits import clip
 from services.bot.requests import ServiceFailure, Services, request_removal
 from services.bot.stats_view import (STATS_CHART_NAME, STATS_GROUPINGS, first_offender, render_stats_png,
                                      stats_embeds, stats_grouping_choices, stats_requests)
-from services.bot.views import CONFIRM_TIMEOUT, CleanupConfirmView, requested_by, send_ephemeral
+from services.bot.keeps import set_kept
+from services.bot.views import CONFIRM_TIMEOUT, CleanupConfirmView, is_admin, requested_by, send_ephemeral
 
 log = logging.getLogger(__name__)
 
-AUTOCOMPLETE_TIMEOUT = 2.5   # Discord drops an autocomplete answer after 3 seconds
+AUTOCOMPLETE_TIMEOUT = 0.8   # Discord drops an autocomplete answer after 3 seconds, network included
 AUTOCOMPLETE_CACHE_SECONDS = 10.0
 CHECK_COOLDOWN_SECONDS = 30.0  # one /check per channel: Discord rate-limits edits of the board message
 
@@ -73,21 +74,16 @@ async def cleanup_message(services: Services, *, owner_id: int, include_import_b
         return await request_removal(services, analysis, candidates, who, dry_run=False,
                                      include_import_blocked=include_import_blocked, include_slow=include_slow)
 
-    view = CleanupConfirmView(owner_id, analysis["candidates"], preview, execute, timeout=CONFIRM_TIMEOUT)
+    async def keep(item: dict[str, Any], who: str) -> str:
+        return await set_kept(services, item["instance"], item["download_id"], who, kept=True)
+
+    keepable = [item for item in analysis["candidates"] if not item.get("client_history")]
+    view = CleanupConfirmView(owner_id, analysis["candidates"], preview, execute, timeout=CONFIRM_TIMEOUT,
+                              keep=keep if keepable == analysis["candidates"] else None)
     return analysis, preview, view
 
 
 # --- who may do what ---------------------------------------------------------------------------
-
-def is_admin(user: Any, admin_role_id: int | None) -> bool:
-    """Manage Server (or Administrator), or the DISCORD_ADMIN_ROLE_ID role."""
-    permissions = getattr(user, "guild_permissions", None)
-    if permissions is not None and (permissions.manage_guild or permissions.administrator):
-        return True
-    if admin_role_id is not None:
-        return any(getattr(role, "id", None) == admin_role_id for role in getattr(user, "roles", ()) or ())
-    return False
-
 
 def admin_default_permissions(admin_role_id: int | None) -> discord.Permissions | None:
     """Who Discord lists the admin commands for (default_member_permissions).
@@ -118,10 +114,12 @@ class DiscarrCog(commands.Cog):
         self.services = services
         self.board = board
         self._downloads_cache: tuple[float, list[dict[str, Any]]] | None = None
+        self._refresh: asyncio.Task[None] | None = None  # the choices' refresh in the background
         self.clock = time.monotonic
         self._checked: dict[int, float] = {}  # channel id -> when /check last refreshed the board there
         # Set per cog (each holds its own copies of the commands), because it depends on the settings.
-        for command in (self.verbose_command, self.progress_command, self.stats_command, self.cleanup_command):
+        for command in (self.verbose_command, self.progress_command, self.stats_command, self.cleanup_command,
+                        self.keep_command, self.unkeep_command):
             command.default_permissions = admin_default_permissions(settings.discord_admin_role_id)
 
     # --- the commands: names and options only (who Discord lists them for: __init__) -------
@@ -171,6 +169,29 @@ class DiscarrCog(commands.Cog):
     async def cleanup_command(self, interaction: discord.Interaction, dry_run: bool = False,
                               include_import_blocked: bool = False, include_slow: bool = False) -> None:
         await self.run_cleanup(interaction, dry_run, include_import_blocked, include_slow)
+
+    @app_commands.command(name="keep", description="Never remove this download: until it leaves the queue, "
+                                                   "or for good")
+    @app_commands.describe(download="A tracked download", for_good="Keep it even when it comes back later")
+    @app_commands.guild_only()
+    async def keep_command(self, interaction: discord.Interaction, download: str, for_good: bool = False) -> None:
+        await self.run_keep(interaction, download, kept=True, for_good=for_good)
+
+    @keep_command.autocomplete("download")
+    async def keep_download_autocomplete(self, interaction: discord.Interaction,
+                                         current: str) -> list[app_commands.Choice[str]]:
+        return await self.download_choices(current)
+
+    @app_commands.command(name="unkeep", description="Let a kept download be removed again")
+    @app_commands.describe(download="A kept download")
+    @app_commands.guild_only()
+    async def unkeep_command(self, interaction: discord.Interaction, download: str) -> None:
+        await self.run_keep(interaction, download, kept=False)
+
+    @unkeep_command.autocomplete("download")
+    async def unkeep_download_autocomplete(self, interaction: discord.Interaction,
+                                           current: str) -> list[app_commands.Choice[str]]:
+        return await self.download_choices(current, kept_only=True)
 
     async def cog_app_command_error(self, interaction: discord.Interaction,
                                     error: app_commands.AppCommandError) -> None:
@@ -315,29 +336,59 @@ class DiscarrCog(commands.Cog):
                 return
             view.message = await interaction.followup.send(embeds=preview, view=view, ephemeral=True, wait=True)
 
-    # --- /progress download: the choices and what a typed value means ------------------------
+    async def run_keep(self, interaction: discord.Interaction, download: str, *, kept: bool,
+                       for_good: bool = False) -> None:
+        if await self.refuse_non_admin(interaction, "keep" if kept else "unkeep"):
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        async with self.answering(interaction):
+            key = await self.resolve_download(download)
+            if key is None:
+                await interaction.followup.send(
+                    embed=error_embed("No such download", f"No tracked download matches {clip(download, 200)!r}; "
+                                      "pick one from the list."), ephemeral=True)
+                return
+            text = await set_kept(self.services, *key, requested_by(interaction.user), kept=kept, for_good=for_good)
+            self._downloads_cache = None  # its protection changed: the next choices ask again
+            await interaction.followup.send(embed=notice_embed("Kept" if kept else "No longer kept", text, GREEN),
+                                            ephemeral=True)
+
+    # --- download options: the choices and what a typed value means ------------------------
+
+    def remember_downloads(self, downloads: list[dict[str, Any]]) -> None:
+        """The downloads of the latest look at the queue (the board's refresh): choices come from these."""
+        self._downloads_cache = (time.monotonic(), downloads)
 
     async def tracked_downloads(self, timeout: float | None = None) -> list[dict[str, Any]]:
         now = time.monotonic()
         if self._downloads_cache and now - self._downloads_cache[0] < AUTOCOMPLETE_CACHE_SECONDS:
             return self._downloads_cache[1]
         check = await self.services.check(timeout)
-        downloads = check.get("downloads", [])
-        self._downloads_cache = (now, downloads)
-        return downloads
+        self.remember_downloads(check.get("downloads", []))
+        return self._downloads_cache[1]
 
-    async def download_choices(self, current: str) -> list[app_commands.Choice[str]]:
-        """Up to 25 tracked downloads matching what was typed, the worst first; value "instance/download_id"."""
-        try:
-            downloads = await self.tracked_downloads(
-                timeout=min(self.settings.request_timeout_seconds, AUTOCOMPLETE_TIMEOUT))
-        except ServiceFailure as exc:
-            log.info("no download choices: %s", exc)
-            return []
+    async def download_choices(self, current: str, kept_only: bool = False) -> list[app_commands.Choice[str]]:
+        """Up to 25 tracked downloads matching what was typed, the worst first; value "instance/download_id".
+
+        Discord gives an autocomplete 3 s in all, network included: what the bot holds answers at once
+        (a stale list is refreshed meanwhile, for the next keystroke); only with nothing held is the
+        tracker asked, for AUTOCOMPLETE_TIMEOUT at most.
+        """
+        if self._downloads_cache is not None:
+            downloads = self._downloads_cache[1]
+            if time.monotonic() - self._downloads_cache[0] >= AUTOCOMPLETE_CACHE_SECONDS and self._refresh is None:
+                self._refresh = asyncio.create_task(self._refresh_downloads(), name="download-choices")
+        else:
+            try:
+                downloads = await self.tracked_downloads(timeout=AUTOCOMPLETE_TIMEOUT)
+            except ServiceFailure as exc:
+                log.info("no download choices: %s", exc)
+                return []
         needle = current.strip().lower()
         ranked = sorted(
             (item for item in downloads
-             if not needle or needle in (item.get("title") or "").lower() or needle in item["download_id"].lower()),
+             if (not needle or needle in (item.get("title") or "").lower() or needle in item["download_id"].lower())
+             and (not kept_only or str(item.get("protected_by") or "").startswith("kept"))),
             key=lambda item: (item.get("category") not in ("stuck", "inactive"), not item.get("soon_stuck"),
                               item["instance"], item.get("title") or ""))
         choices = []
@@ -349,6 +400,14 @@ class DiscarrCog(commands.Cog):
             if len(choices) == 25:
                 break
         return choices
+
+    async def _refresh_downloads(self) -> None:
+        try:
+            await self.tracked_downloads(timeout=self.settings.request_timeout_seconds)
+        except ServiceFailure as exc:
+            log.info("download choices not refreshed: %s", exc)
+        finally:
+            self._refresh = None
 
     async def resolve_download(self, value: str) -> tuple[str, str] | None:
         """(instance, download_id) from a chosen "instance/download_id", or from a typed title."""

@@ -18,6 +18,7 @@ from common.settings import CLIENT_KINDS
 from common.version import VERSION
 from common.units import human_duration, human_size
 from services.bot.board import (BoardRow, auto_cleanup_candidates, auto_cleanup_line, board_rows, health_lines,
+                                instance_threshold_lines,
                                 kept_for_now, progress_bar, removal_consequences, result_groups,
                                 unhealthy_services)
 from services.bot.limits import DESCRIPTION, EMBEDS, TOTAL, clip, embed_length, fit_lines, fit_message, text_length
@@ -83,6 +84,8 @@ def item_line(item: dict[str, Any], *, detail: str | None = None, evidence: bool
             f" · {escape_markdown(clip(detail if detail is not None else item.get('reason', ''), REASON_WIDTH))}")
     if item.get("private"):
         text += " · 🔒 private torrent"
+    if item.get("protected_by"):
+        text += f" · 🛡️ protected ({escape_markdown(clip(str(item['protected_by']), REASON_WIDTH))})"
     return text + (_evidence(item) if evidence else "")
 
 
@@ -259,7 +262,8 @@ def progress_embeds(progress: dict[str, Any], *, now: datetime | None = None) ->
                         ("Soon stuck", len(progress.get("soon_stuck", ()))),
                         ("Needs attention", len(progress.get("attention", ())))):
         stats.add_field(name=name, value=str(value), inline=True)
-    stats.add_field(name="Thresholds", value=fit_lines(_threshold_lines(progress.get("config") or {}), 1024),
+    stats.add_field(name="Thresholds", value=fit_lines(_threshold_lines(progress.get("config") or {})
+                                                       + instance_threshold_lines(progress), 1024),
                     inline=False)
     stats.set_footer(text=f"discarr {VERSION}")
     sections = [

@@ -12,7 +12,7 @@ from typing import Any
 
 import zmq.asyncio
 
-from common.protocol import check_page, merge_check, removal_requests, unanswered
+from common.protocol import check_page, merge_check, protection_query, removal_requests, unanswered
 from common.settings import Settings
 from common.sockets import AsyncRequestClient, ServiceError, ServiceUnavailable
 
@@ -75,10 +75,12 @@ async def request_removal(services: Services, analysis: dict[str, Any], candidat
                           include_slow: bool = False) -> list[dict[str, Any]]:
     """Send each poller the removals of its instances; the results (RESULT items) of all."""
     settings = services.settings
+    # Kept since the analysis? The tracker says so now, and the poller skips it (SPEC 4.2).
+    protected = (await services.ask("tracker", "protection", protection_query(candidates)))["protected"]
     requests = removal_requests(dict(analysis, candidates=candidates), settings.poller_endpoint_for_clients,
                                 requested_by=who, dry_run=dry_run, include_import_blocked=include_import_blocked,
                                 include_slow=include_slow, now=time.time(),
-                                valid_for=settings.request_timeout_seconds)
+                                valid_for=settings.request_timeout_seconds, protected=protected)
     answers = await asyncio.gather(*(services.ask("poller", "remove", body, endpoint=endpoint)
                                      for endpoint, body in requests.items()), return_exceptions=True)
     results = []

@@ -18,7 +18,8 @@ from common.settings import Settings
 from common.sockets import RequestClient, ServiceError, ServiceUnavailable
 from common.units import human_duration, human_size
 from services.bot.autoclean import Announcement, auto_cleaner
-from services.bot.board import auto_cleanup_candidates, board_rows, health_lines, progress_bar
+from services.bot.board import (auto_cleanup_candidates, board_rows, health_lines, instance_threshold_lines,
+                                progress_bar)
 from services.bot.requests import ServiceFailure, Services
 from services.bot.state_file import StateFile, load_state
 
@@ -69,7 +70,8 @@ def items_table(title: str, items: list[dict[str, Any]], *, result: bool = False
     if result:
         table.add_column("result")
     for item in items:
-        title = item["title"] + (" (private torrent)" if item.get("private") else "")
+        title = item["title"] + (" (private torrent)" if item.get("private") else "") + (
+            f" protected ({item['protected_by']})" if item.get("protected_by") else "")
         cells = [item["instance"], title, f"{progress_bar(item['progress'], 8)} {item['progress']:.1f}%",
                  human_size(item["size"]), human_duration(item["stalled_minutes"]), item["reason"]]
         if result:
@@ -85,7 +87,8 @@ def render_progress(progress: dict[str, Any]) -> Group:
         f"{len(progress['inactive'])} inactive, {len(progress.get('slow', []))} slow, "
         f"{len(progress['soon_stuck'])} soon stuck, {len(progress['attention'])} need attention\n"
         f"stuck after {config['stuck_threshold_minutes']:g} min with less than "
-        f"{config['min_progress_change']:g} points and {human_size(config['min_size_change'])} of progress")
+        f"{config['min_progress_change']:g} points and {human_size(config['min_size_change'])} of progress"
+        + "".join(f"\n{line}" for line in instance_threshold_lines(progress)))
     parts: list[Any] = [summary]
     for title, key in (("Stuck", "stuck"), ("Inactive", "inactive"), ("Slow", "slow"), ("Soon stuck", "soon_stuck"),
                        ("Needs attention", "attention")):

@@ -1,4 +1,5 @@
-"""The bot's two views: the cleanup confirmation, and the status board's page buttons.
+"""The bot's views: the cleanup confirmation (with Keep beside each candidate), the status board's page
+buttons, and Keep under a stuck-download warning.
 
 Views get what they need as plain async callables (`execute` sends the
 removal to the poller, `load_pages` builds the board from the tracker), so
@@ -12,8 +13,9 @@ from typing import Any, Awaitable, Callable
 
 import discord
 
-from services.bot.embeds import (GREY, ORANGE, board_error_embed, cleanup_report_embeds, failure_embed,
+from services.bot.embeds import (GREEN, GREY, ORANGE, board_error_embed, cleanup_report_embeds, failure_embed,
                                  notice_embed, page_of)
+from services.bot.keeps import keep_label, set_kept
 from services.bot.limits import fit_message
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 CONFIRM_TIMEOUT = 180.0  # seconds a cleanup preview can be confirmed
 
 Execute = Callable[[list[dict[str, Any]], str], Awaitable[list[dict[str, Any]]]]
+Keep = Callable[[dict[str, Any], str], Awaitable[str]]  # keep this candidate, asked by whom: what happened
 LoadPages = Callable[[], Awaitable[list[list[discord.Embed]]]]
 
 
@@ -28,18 +31,76 @@ def requested_by(user: Any) -> str:
     return f"discord:{getattr(user, 'name', '?')} ({getattr(user, 'id', '?')})"
 
 
+def is_admin(user: Any, admin_role_id: int | None) -> bool:
+    """Manage Server (or Administrator), or the DISCORD_ADMIN_ROLE_ID role."""
+    permissions = getattr(user, "guild_permissions", None)
+    if permissions is not None and (permissions.manage_guild or permissions.administrator):
+        return True
+    if admin_role_id is not None:
+        return any(getattr(role, "id", None) == admin_role_id for role in getattr(user, "roles", ()) or ())
+    return False
+
+
+KEEP_ID = "discarr:keep:{instance}:{download_id}"
+KEEP_ID_PATTERN = r"discarr:keep:(?P<instance>[a-z0-9_-]+):(?P<download_id>.+)"
+
+
+class KeepButton(discord.ui.DynamicItem[discord.ui.Button], template=KEEP_ID_PATTERN):
+    """Keep, under a stuck-download warning (admins only, SPEC 4.2). Its download is in its custom id, so
+    the button works after any restart; the bot holds what it needs (`settings`, `services`)."""
+
+    def __init__(self, instance: str, download_id: str, label: str = "Keep") -> None:
+        super().__init__(discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, emoji="🛡️",
+                                           custom_id=KEEP_ID.format(instance=instance, download_id=download_id)))
+        self.instance, self.download_id = instance, download_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: Any) -> "KeepButton":
+        return cls(match["instance"], match["download_id"], item.label or "Keep")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot = interaction.client
+        if not is_admin(interaction.user, bot.settings.discord_admin_role_id):
+            await interaction.response.send_message("Only admins can keep a download.", ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            text = await set_kept(bot.services, self.instance, self.download_id, requested_by(interaction.user),
+                                  kept=True)
+        except Exception as exc:
+            if not getattr(exc, "service", None):
+                log.exception("keep failed")
+            await interaction.followup.send(embed=failure_embed(exc), ephemeral=True)
+            return
+        await interaction.followup.send(embed=notice_embed("Kept", text, GREEN), ephemeral=True)
+
+
+def keep_buttons(items: list[dict[str, Any]]) -> discord.ui.View | None:
+    """A Keep button for each stuck download a warning names (up to Discord's 25 a message)."""
+    view = discord.ui.View(timeout=None)
+    for item in items:
+        custom_id = KEEP_ID.format(instance=item["instance"], download_id=item["download_id"])
+        if len(custom_id) <= 100 and len(view.children) < 25:  # longer ids: /keep still keeps them
+            view.add_item(KeepButton(item["instance"], item["download_id"], keep_label(item)))
+    return view if view.children else None
+
+
 class CleanupConfirmView(discord.ui.View):
     """Confirm / Cancel under a cleanup preview; only the admin who asked may press them."""
 
     def __init__(self, owner_id: int, candidates: list[dict[str, Any]], preview: list[discord.Embed],
-                 execute: Execute, *, timeout: float = CONFIRM_TIMEOUT) -> None:
+                 execute: Execute, *, timeout: float = CONFIRM_TIMEOUT, keep: Keep | None = None) -> None:
         super().__init__(timeout=timeout)
         self.owner_id = owner_id
-        self.candidates = candidates
+        self.candidates = list(candidates)
         self.preview = preview
         self.execute = execute
         self.message: Any = None   # the preview message, so the view can mark it expired
         self.outcome: str | None = None  # "confirmed", "cancelled", "expired"
+        if keep is not None:  # a Keep button beside each candidate (rows 1-4: up to 20)
+            for index, item in enumerate(candidates[:20]):
+                self.add_item(PreviewKeepButton(item, keep, row=1 + index // 5))
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id == self.owner_id:
@@ -111,6 +172,30 @@ class CleanupConfirmView(discord.ui.View):
     async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item) -> None:
         log.exception("cleanup button failed", exc_info=error)
         await send_ephemeral(interaction, failure_embed(error))
+
+
+class PreviewKeepButton(discord.ui.Button):
+    """Keep, beside a candidate of a cleanup preview: it is kept, and not removed when the preview is
+    confirmed (the poller would skip it anyway: the removal request carries the keep)."""
+
+    def __init__(self, item: dict[str, Any], keep: Keep, row: int) -> None:
+        super().__init__(label=keep_label(item), style=discord.ButtonStyle.secondary, emoji="🛡️", row=row)
+        self.item, self.keep = item, keep
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        view: CleanupConfirmView = self.view
+        self.disabled = True
+        if self.item in view.candidates:
+            view.candidates.remove(self.item)
+        await interaction.response.edit_message(view=view)  # within Discord's 3 seconds; the keep may take longer
+        try:
+            text = await self.keep(self.item, requested_by(interaction.user))
+        except Exception as exc:
+            if not getattr(exc, "service", None):
+                log.exception("keep failed")
+            await interaction.followup.send(embed=failure_embed(exc), ephemeral=True)
+            return
+        await interaction.followup.send(embed=notice_embed("Kept", text, GREEN), ephemeral=True)
 
 
 class BoardPager(discord.ui.View):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any
 
 import orjson
@@ -27,13 +28,24 @@ class ArrError(ServiceHttpError):
     """An *arr instance that failed a request (see common.http)."""
 
 
+# kind -> the queue's option that includes the series, movie, artist or author of each record, and its key
+INCLUDE_PARENT = {"sonarr": ("includeSeries", "series"), "radarr": ("includeMovie", "movie"),
+                  "lidarr": ("includeArtist", "artist"), "readarr": ("includeAuthor", "author")}
+TAGS_TTL_SECONDS = 600.0  # the *arr's tag list is read again after this, or when a record names an unknown tag
+
+
 class ArrClient:
-    def __init__(self, instance: InstanceConfig, timeout: float) -> None:
+    def __init__(self, instance: InstanceConfig, timeout: float, with_tags: bool = False) -> None:
         self.instance = instance
         self.timeout = timeout
         self.session = requests.Session()
         self.session.headers.update({"X-Api-Key": instance.api_key, "Accept": "application/json"})
         self.api_root = f"{instance.url}/api/{instance.api_version}"
+        # PROTECT_TAGS: the queue is read with each record's series/movie/... (its tags), and the tag ids
+        # named by the *arr's tag list, cached: never one call per record.
+        self.with_tags = with_tags
+        self._tags: dict[int, str] = {}
+        self._tags_read = float("-inf")
 
     def _call(self, method: str, path: str, timeout: float | None = None, **kwargs: Any) -> requests.Response:
         response = send(self.session, method, f"{self.api_root}/{path}", timeout=timeout or self.timeout,
@@ -55,6 +67,8 @@ class ArrClient:
     def _page(self, page: int) -> tuple[int, list]:
         params = {"page": page, "pageSize": PAGE_SIZE, "sortKey": SORT_KEY, "sortDirection": "ascending",
                   UNKNOWN_ITEMS_FLAG[self.instance.kind]: "true"}
+        if self.with_tags:
+            params[INCLUDE_PARENT[self.instance.kind][0]] = "true"
         body = self._json(self._call("GET", "queue", params=params))
         if isinstance(body, list):  # an old server without paging: the whole queue
             return len(body), body
@@ -86,12 +100,27 @@ class ArrClient:
         records, complete = self._read()
         if not complete:
             records, complete = self._read()
+        tags = self._tag_labels(records) if self.with_tags else None
         normalised: dict[int, dict[str, Any]] = {}
         for raw in records:
-            record = normalize_record(raw) if isinstance(raw, dict) else None
+            record = normalize_record(raw, tags) if isinstance(raw, dict) else None
             if record is not None:  # a record moved between pages shows up twice: keep one
                 normalised[record["id"]] = record
         return list(normalised.values()), complete
+
+    def _tag_labels(self, records: list[Any]) -> dict[int, str]:
+        """The *arr's tags by id; read again when stale or when a record names one it does not know."""
+        key = INCLUDE_PARENT[self.instance.kind][1]
+        named = {tag for raw in records if isinstance(raw, dict) and isinstance(raw.get(key), dict)
+                 for tag in raw[key].get("tags") or () if isinstance(tag, int)}
+        if time.monotonic() - self._tags_read > TAGS_TTL_SECONDS or not named <= set(self._tags):
+            listed = self._json(self._call("GET", "tag"))
+            if not isinstance(listed, list):
+                raise ArrError("bad_response", f"{self.instance.url} answered its tag list with something not a list")
+            self._tags = {tag["id"]: str(tag["label"]) for tag in listed
+                          if isinstance(tag, dict) and isinstance(tag.get("id"), int) and tag.get("label")}
+            self._tags_read = time.monotonic()
+        return self._tags
 
     def remove(self, queue_ids: list[int], *, remove_from_client: bool, blocklist: bool,
                skip_redownload: bool, timeout: float) -> tuple[bool, str]:

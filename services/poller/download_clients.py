@@ -22,6 +22,7 @@ from services.poller.normalize import MAX_BYTES
 log = logging.getLogger(__name__)
 
 KEPT_TAG = "discarr-kept"  # set on a torrent removed from the *arr only, so the user can find it
+KEEP_TAG = "discarr-keep"  # set on a download an admin kept (SPEC 4.2), where the client's tags add up
 FAILED_JOBS_PER_CLIENT = 500  # failed history entries a snapshot carries per usenet client, the newest first
 # qBittorrent 4 tells a torrent's private flag one torrent per request: a poll asks for at most
 # this many new ones (a first poll of thousands of torrents stays short); a removal asks for all.
@@ -110,10 +111,14 @@ class QBittorrentReader:
 
     def _figures(self, info_hash: str, torrent: dict[str, Any]) -> dict[str, Any] | None:
         raw_state = str(torrent.get("state", ""))
-        return _figures(self.config, QBITTORRENT_STATES.get(raw_state, "unknown"), raw_state,
-                        torrent.get("completed"), torrent.get("size"), torrent.get("dlspeed"),
-                        torrent.get("last_activity"), torrent.get("num_seeds"), torrent.get("num_leechs"),
-                        self._is_private(info_hash, torrent))
+        figures = _figures(self.config, QBITTORRENT_STATES.get(raw_state, "unknown"), raw_state,
+                           torrent.get("completed"), torrent.get("size"), torrent.get("dlspeed"),
+                           torrent.get("last_activity"), torrent.get("num_seeds"), torrent.get("num_leechs"),
+                           self._is_private(info_hash, torrent))
+        if figures is not None:  # its tags ("a, b") and its category, for PROTECT_CLIENT_TAGS
+            tags = [tag.strip() for tag in str(torrent.get("tags") or "").split(",") if tag.strip()]
+            figures["labels"] = tags + ([str(torrent["category"])] if torrent.get("category") else [])
+        return figures
 
     def _is_private(self, info_hash: str, torrent: dict[str, Any]) -> bool | None:
         if isinstance(torrent.get("private"), bool):  # qBittorrent 5 lists it in torrents/info
@@ -132,6 +137,9 @@ class QBittorrentReader:
 
     def tag(self, info_hash: str, tag: str) -> None:
         self.api.add_tags(info_hash, tag)
+
+    def untag(self, info_hash: str, tag: str) -> None:
+        self.api.remove_tags(info_hash, tag)
 
     def close(self) -> None:
         self.api.close()
@@ -171,15 +179,26 @@ class TransmissionReader:
         else:
             state = {"stopped": "paused", "check pending": "checking", "checking": "checking",
                      "download pending": "queued"}.get(raw_state, "unknown")
-        return _figures(self.config, state, raw_state, torrent.get("haveValid"), torrent.get("sizeWhenDone"),
-                        torrent.get("rateDownload"), torrent.get("activityDate"), torrent.get("peersSendingToUs"),
-                        torrent.get("peersConnected"), torrent.get("isPrivate"))
+        figures = _figures(self.config, state, raw_state, torrent.get("haveValid"), torrent.get("sizeWhenDone"),
+                           torrent.get("rateDownload"), torrent.get("activityDate"), torrent.get("peersSendingToUs"),
+                           torrent.get("peersConnected"), torrent.get("isPrivate"))
+        if figures is not None:
+            figures["labels"] = [label for label in torrent.get("labels") or () if isinstance(label, str)]
+        return figures
 
     def tag(self, info_hash: str, tag: str) -> None:
-        found = self.api.rpc("torrent-get", ids=[info_hash.lower()], fields=["labels"]).get("torrents") or [{}]
-        labels = [label for label in found[0].get("labels") or [] if isinstance(label, str)]
+        labels = self._labels(info_hash)
         if tag not in labels:  # torrent-set replaces the whole list
             self.api.rpc("torrent-set", ids=[info_hash.lower()], labels=[*labels, tag])
+
+    def untag(self, info_hash: str, tag: str) -> None:
+        labels = self._labels(info_hash)
+        if tag in labels:
+            self.api.rpc("torrent-set", ids=[info_hash.lower()], labels=[label for label in labels if label != tag])
+
+    def _labels(self, info_hash: str) -> list[str]:
+        found = self.api.rpc("torrent-get", ids=[info_hash.lower()], fields=["labels"]).get("torrents") or [{}]
+        return [label for label in found[0].get("labels") or [] if isinstance(label, str)]
 
     def close(self) -> None:
         self.api.close()
@@ -504,6 +523,16 @@ class DownloadClients:
 
     def tag(self, figures: dict[str, Any], info_hash: str, tag: str) -> None:
         self.readers[figures["name"]].tag(info_hash, tag)
+
+    def mark_kept(self, figures: dict[str, Any], download_id: str, kept: bool) -> str | None:
+        """Tag (or untag) a kept download `discarr-keep` in its client, where tags add up (qBittorrent's
+        tags, Transmission's labels); the client's name, or None where it cannot be tagged so (Deluge has
+        one label, which Sonarr and Radarr find their torrents by; usenet jobs have none)."""
+        reader = self.readers[figures["name"]]
+        if not hasattr(reader, "untag"):
+            return None
+        (reader.tag if kept else reader.untag)(download_id, KEEP_TAG)
+        return reader.config.name
 
     def _log_health(self, name: str, state: str, error: str | None) -> None:
         if state != self._last_state.get(name, "ok"):

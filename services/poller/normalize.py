@@ -29,8 +29,19 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def normalize_record(raw: dict[str, Any]) -> dict[str, Any] | None:
-    """The normalised record, or None when it has no usable queue id."""
+# The key of the series, movie, artist or author a record includes (the queue's include options)
+PARENT_KEYS = ("series", "movie", "artist", "author")
+
+
+def _arr_tags(raw: dict[str, Any], tags: dict[int, str]) -> list[str]:
+    """The labels of the *arr tags on the record's series, movie, artist or author."""
+    parent = next((raw[key] for key in PARENT_KEYS if isinstance(raw.get(key), dict)), {})
+    return [tags[tag] for tag in parent.get("tags") or () if isinstance(tag, int) and tag in tags]
+
+
+def normalize_record(raw: dict[str, Any], tags: dict[int, str] | None = None) -> dict[str, Any] | None:
+    """The normalised record, or None when it has no usable queue id. With `tags` (the *arr's tag list,
+    read for PROTECT_TAGS), the record carries the labels of its series/movie/... tags."""
     queue_id = raw.get("id")
     if isinstance(queue_id, bool) or not isinstance(queue_id, int):
         return None
@@ -54,4 +65,5 @@ def normalize_record(raw: dict[str, Any]) -> dict[str, Any] | None:
         "indexer": _text(raw.get("indexer")),
         "client": None,  # filled in by services.poller.download_clients when a client has it
         "removed_before": 0,
+        **({"arr_tags": _arr_tags(raw, tags)} if tags is not None else {}),
     }

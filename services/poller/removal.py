@@ -27,12 +27,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from common.clock import Clock
+from common.protection import ProtectionRules
 from common.downloads import (SET_ASIDE, below_critical_health, classify_download, client_figures, download_key,
                               measure, unreachable_client)
 from common.torrent_clients import ClientError
 from services.poller.arr_client import ArrClient, ArrError
 from services.poller.audit import AuditLog
-from services.poller.download_clients import KEPT_TAG, DownloadClients
+from services.poller.download_clients import KEEP_TAG, KEPT_TAG, DownloadClients
 
 log = logging.getLogger(__name__)
 
@@ -261,11 +262,12 @@ class Remover:
     which waits that long and a little more, always gets the answer.
     """
 
-    def __init__(self, clients: dict[str, ArrClient], policy: RemovalPolicy, audit: AuditLog,
+    def __init__(self, clients: dict[str, ArrClient], policies: dict[str, RemovalPolicy], audit: AuditLog,
                  clock: Clock, download_clients: DownloadClients, memory: RemovalMemory,
-                 removal_timeout: float = 60.0) -> None:
+                 removal_timeout: float = 60.0, rules: ProtectionRules = ProtectionRules()) -> None:
         self.clients = clients
-        self.policy = policy
+        self.policies = policies  # each instance's: its own thresholds (SPEC 4.2)
+        self.rules = rules
         self.audit = audit
         self.clock = clock
         self.download_clients = download_clients
@@ -324,16 +326,18 @@ class Remover:
         wanted = [record for item in items for record in current.get(item["download_id"], ())]
         self.download_clients.annotate(wanted, private_lookups=None)
         results = []
+        policy = self.policies[instance]
         for item in items:
             records = current.get(item["download_id"], [])
             queue_ids = sorted(record["id"] for record in records)
-            why_not = (recheck(item, records, self.policy, request["include_import_blocked"],
-                               request.get("include_slow", False))
+            why_not = (self._protected(item, records, request)
+                       or recheck(item, records, policy, request["include_import_blocked"],
+                                  request.get("include_slow", False))
                        or self._named_before(instance, queue_ids))
             if why_not is not None:
                 results.append(self._decided(request, item, "skipped", why_not))
                 continue
-            mode = RemovalMode.choose(records, self.policy, self.memory.count(instance, item["download_id"]))
+            mode = RemovalMode.choose(records, policy, self.memory.count(instance, item["download_id"]))
             if request["dry_run"]:
                 # In the reply a dry run's "would remove" is a skip: nothing was removed (its detail says why).
                 results.append(self._decided(request, item, "dry_run", f"dry run: would remove {len(queue_ids)} "
@@ -341,6 +345,34 @@ class Remover:
                 continue
             results.append(self._remove_one(client, request, item, queue_ids, mode, deadline))
         return results
+
+    def keep(self, request: dict[str, Any], kept: bool) -> dict[str, Any]:
+        """An admin kept a download (or kept it no more, SPEC 4.2): tagged in its client where discarr reads
+        it, and audited with who did it. (The tracker keeps the keep; removal requests carry it here.)"""
+        instance, download_id = request["instance"], request["download_id"]
+        client = self.clients.get(instance)
+        if client is None:
+            raise LookupError(f"instance {instance!r} is not configured on this poller")
+        try:
+            records = self._read_queue(client).get(download_id, [])
+        except ArrError as exc:
+            raise LookupError(f"could not read {instance}'s queue: {exc.reason}") from None
+        self.download_clients.annotate(records, private_lookups=0)
+        figures = client_figures(records[0]) if records else None
+        tagged, failure = None, None
+        if figures is not None:
+            try:
+                tagged = self.download_clients.mark_kept(figures, download_id, kept)
+            except ClientError as exc:
+                failure = exc.reason
+        title = records[0]["title"] if records else download_id
+        words = f"{'kept' if kept else 'no longer kept'} by {request['by']}" + (
+            " for good" if kept and request.get("for_good") else "")
+        item = {"instance": instance, "download_id": download_id, "queue_ids": [r["id"] for r in records],
+                "title": title, "category": "kept", "reason": words}
+        self._decided({"request_id": "", "requested_by": request["by"], "dry_run": False}, item,
+                      "kept" if kept else "unkept", words + (f"; tagged {KEEP_TAG} in {tagged}" if tagged else ""))
+        return {"tagged_in": tagged, "tag_failure": failure}
 
     def _remove_failed_jobs(self, reader: Any, items: list[dict], request: dict) -> list[dict]:
         """Failed entries of a usenet client's history (CLEANUP_USENET_FAILED), removed with their files
@@ -382,6 +414,13 @@ class Remover:
             return self._decided(request, item, "failed", exc.reason)
         self.memory.add(item, request["requested_by"])
         return self._decided(request, item, "removed", f"removed from {name}'s history with its files")
+
+    def _protected(self, item: dict, records: list[dict], request: dict) -> str | None:
+        """Why this download is protected now (SPEC 4.2), or None: a rule on what the queue and the client
+        say now, or a keep the tracker knew of when the request was sent."""
+        why = self.rules.judge_download(records) or (request.get("protected") or {}).get(
+            f"{item['instance']}/{item['download_id']}")
+        return f"protected ({why})" if why else None
 
     def _named_before(self, instance: str, queue_ids: list[int]) -> str | None:
         """Why these records may not be named in a DELETE again, or None."""

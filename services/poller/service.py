@@ -19,6 +19,7 @@ import zmq
 
 from common import protocol
 from common.clock import Clock, SystemClock
+from common.protection import ProtectionRules
 from common.downloads import UNKNOWN_STATUS
 from common.runtime import ProcessFailed, set_log_level
 from common.settings import InstanceConfig, Settings
@@ -44,9 +45,11 @@ def failed_poll(instance: InstanceConfig, clock: Clock, poller: dict[str, Any], 
 
 
 def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any], download_clients: DownloadClients,
-                  memory: RemovalMemory, failed_jobs: bool = False) -> dict[str, Any]:
-    """One instance's queue, with its downloads' client figures, as a snapshot body; with `failed_jobs`
-    (CLEANUP_USENET_FAILED), each usenet client's failed history entries and those removed lately.
+                  memory: RemovalMemory, failed_jobs: bool = False,
+                  rules: ProtectionRules = ProtectionRules()) -> dict[str, Any]:
+    """One instance's queue, with its downloads' client figures and the protection rule each falls under,
+    as a snapshot body; with `failed_jobs` (CLEANUP_USENET_FAILED), each usenet client's failed history
+    entries and those removed lately.
 
     A failure is reported as health, not raised.
     """
@@ -68,6 +71,9 @@ def take_snapshot(client: ArrClient, clock: Clock, poller: dict[str, Any], downl
                 if "failed" in entry:
                     entry["removed"] = [notice["download_id"] for notice in memory.notices(entry["name"])]
         memory.stamp(client.instance.name, records)
+        if rules:
+            for record in records:
+                record["protected_by"] = rules.judge(record)
         removals = memory.notices(client.instance.name)
     except ArrError as exc:
         records, health = None, {"state": exc.state, "error": exc.reason}
@@ -87,7 +93,8 @@ class InstancePoller(threading.Thread):
     def __init__(self, instance: InstanceConfig, settings: Settings, outbox: "queue.Queue[dict]",
                  stop: threading.Event, clock: Clock, memory: RemovalMemory) -> None:
         super().__init__(name=f"poll-{instance.name}", daemon=True)
-        self.client = ArrClient(instance, settings.request_timeout_seconds)
+        self.client = ArrClient(instance, settings.request_timeout_seconds, with_tags=bool(settings.protect_tags))
+        self.rules = ProtectionRules.from_settings(settings)
         self.download_clients = DownloadClients(settings.download_clients, settings.request_timeout_seconds)
         self.memory = memory
         self.failed_jobs = settings.cleanup_usenet_failed
@@ -103,7 +110,7 @@ class InstancePoller(threading.Thread):
             started = time.monotonic()
             try:
                 snapshot = take_snapshot(self.client, self.clock, self.poller, self.download_clients, self.memory,
-                                         self.failed_jobs)
+                                         self.failed_jobs, self.rules)
             except Exception:  # a bug meeting odd data: this poll is lost, never the thread
                 log.exception("polling %s failed; trying again next poll", self.client.instance.name)
                 snapshot = failed_poll(self.client.instance, self.clock, self.poller,
@@ -138,10 +145,11 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
     memory = RemovalMemory(audit, clock)
     pollers = [InstancePoller(i, settings, outbox, stop, clock, memory) for i in settings.instances]
     # Removals use their own HTTP sessions: a requests.Session is not shared across threads.
-    remover = Remover({i.name: ArrClient(i, settings.request_timeout_seconds) for i in settings.instances},
-                      RemovalPolicy.from_settings(settings), audit, clock,
-                      DownloadClients(settings.download_clients, settings.request_timeout_seconds), memory,
-                      settings.removal_timeout_seconds)
+    remover = Remover({i.name: ArrClient(i, settings.request_timeout_seconds, with_tags=bool(settings.protect_tags))
+                       for i in settings.instances},
+                      {i.name: RemovalPolicy.from_settings(settings.for_instance(i.name)) for i in settings.instances},
+                      audit, clock, DownloadClients(settings.download_clients, settings.request_timeout_seconds),
+                      memory, settings.removal_timeout_seconds, ProtectionRules.from_settings(settings))
     with service_context(settings.curve) as context:
         commands = bind(context, zmq.REP, settings.poller_command_endpoint, "poller", settings.curve)
         # IMMEDIATE: queue nothing for a tracker that is not there.
@@ -149,6 +157,8 @@ def run_poller(settings: Settings, stop: threading.Event, clock: Clock | None = 
                        sndhwm=max(1, len(pollers)), immediate=1)
         handlers = {"ping": lambda body: ping_answer("poller"),
                     "remove": remover.handle,
+                    "keep": lambda body: remover.keep(body, kept=True),
+                    "unkeep": lambda body: remover.keep(body, kept=False),
                     "log_level": set_log_level}
         sender = SnapshotSender(push, settings.tracker_ingest_endpoint)
         sockets = zmq.Poller()

@@ -75,8 +75,11 @@ RECORD_KEYS: dict[str, tuple[str, ...]] = {
 
 _SPEC_KEYS = {"title", "size", "downloaded", "state", "rate", "script", "episodes", "protocol",
               "download_client", "download_id", "no_download_id", "indexer", "message",
-              "post_processing", "import_after", "unknown"}
-_UPDATE_KEYS = {"state", "rate", "downloaded"}
+              "post_processing", "import_after", "unknown", "tags"}
+# kind -> (the queue's option that includes each record's series/movie/artist/author, the record's key)
+INCLUDE_PARENT = {"sonarr": ("includeSeries", "series"), "radarr": ("includeMovie", "movie"),
+                  "lidarr": ("includeArtist", "artist"), "readarr": ("includeAuthor", "author")}
+_UPDATE_KEYS = {"state", "rate", "downloaded", "tags"}
 
 
 def iso_utc(epoch: float) -> str:
@@ -191,6 +194,7 @@ class Download:
     post_processing: float | None = None  # simulated seconds a finished download post-processes
     import_after: float | None = None     # simulated seconds from completed to imported
     unknown: bool = False                 # the *arr matched it to no series/movie/artist/author
+    tags: tuple[int, ...] = ()            # the *arr tag ids on its series/movie/artist/author
     records: list[dict[str, Any]] = field(default_factory=list)  # static parts, in key order
     sim_time: float = 0.0  # simulated seconds since added, integrated up to here
     since: float = 0.0     # the simulated time it entered its state
@@ -332,6 +336,7 @@ class SimInstance:
     _by_download_id: dict[str, Download] = field(default_factory=dict, init=False, repr=False)
     _requests: deque = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_LIMIT), init=False, repr=False)
     _serial: int = field(default=0, init=False, repr=False)
+    _tags: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # the *arr's tags: label -> id
     _version: int = field(default=0, init=False, repr=False)  # bumped on every change of the downloads
     _snapshot: _Snapshot | None = field(default=None, init=False, repr=False)
     started_at: float = field(default=0.0, init=False)
@@ -371,6 +376,8 @@ class SimInstance:
         _check(protocol in PROTOCOLS, f"protocol must be one of {PROTOCOLS}")
         script = spec.get("script") or []
         _check(isinstance(script, list), "script must be a list of phases")
+        tags = spec.get("tags") or []
+        _check(isinstance(tags, list) and all(isinstance(t, str) and t for t in tags), "tags must be a list of labels")
         with self._lock:
             self._serial += 1
             download_id = None if spec.get("no_download_id") else spec.get("download_id") or self._new_download_id(protocol)
@@ -383,7 +390,8 @@ class SimInstance:
                 rate=_number(spec.get("rate", 0), "rate"), downloaded=downloaded,
                 script=sorted((_phase(p) for p in script), key=lambda p: p["at"]),
                 post_processing=_optional_number(spec, "post_processing"),
-                import_after=_optional_number(spec, "import_after"), unknown=unknown)
+                import_after=_optional_number(spec, "import_after"), unknown=unknown,
+                tags=tuple(self._tag_id(label) for label in tags))
             self._insert(download, spec.get("indexer") or DEFAULT_INDEXER[protocol], episodes)
             self._version += 1
             return {"download_id": download_id, "queue_ids": [r["id"] for r in download.records]}
@@ -410,6 +418,9 @@ class SimInstance:
                 download.enter(_state(changes["state"]))
             if "rate" in changes:
                 download.rate = _number(changes["rate"], "rate")
+            if "tags" in changes:  # the user tags its series/movie in the *arr
+                _check(isinstance(changes["tags"], list), "tags must be a list of labels")
+                download.tags = tuple(self._tag_id(str(label)) for label in changes["tags"])
             if "downloaded" in changes:
                 downloaded = _number(changes["downloaded"], "downloaded")
                 _check(downloaded <= download.size, "downloaded must be <= size")
@@ -462,9 +473,19 @@ class SimInstance:
 
     # -- what the API shows ------------------------------------------------------------
 
+    def tags(self) -> list[dict[str, Any]]:
+        """GET /api/v3/tag: every tag, as the *arrs list them."""
+        with self._lock:
+            return [{"label": label, "id": tag_id} for label, tag_id in self._tags.items()]
+
+    def _tag_id(self, label: str) -> int:
+        """A tag's id, created on first use (tags are lower-case in the *arrs)."""
+        return self._tags.setdefault(label.lower(), len(self._tags) + 1)
+
     def queue_page(self, page: int, page_size: int, sort_key: str, ascending: bool,
-                   include_unknown: bool = False) -> dict[str, Any]:
-        """The paging envelope (records are copies); a page past the end is the last page."""
+                   include_unknown: bool = False, include_parent: bool = False) -> dict[str, Any]:
+        """The paging envelope (records are copies); a page past the end is the last page. With the kind's
+        include option (`include_parent`), each matched record carries its series/movie/artist/author."""
         now = self.clock.now()
         with self._lock:
             self._refresh_feed()
@@ -473,7 +494,11 @@ class SimInstance:
             last_page = max(1, math.ceil(total / page_size))
             page = min(max(page, 1), last_page)
             start = (page - 1) * page_size
-            records = [self._record(*listed[(i - shift) % total]) for i in range(start, min(start + page_size, total))]
+            rows = [listed[(i - shift) % total] for i in range(start, min(start + page_size, total))]
+            records = [self._record(*row) for row in rows]
+            if include_parent:
+                for record, (static, view) in zip(records, rows):
+                    self._with_parent(record, static)
         return {"page": page, "pageSize": page_size, "sortKey": sort_key,
                 "sortDirection": "ascending" if ascending else "descending",
                 "totalRecords": total, "records": records}
@@ -639,6 +664,15 @@ class SimInstance:
         if self.decimal_sizes:
             merged["size"], merged["sizeleft"] = float(merged["size"]), float(merged["sizeleft"])
         return {k: v for k, v in merged.items() if v is not None}
+
+    def _with_parent(self, record: dict[str, Any], static: dict[str, Any]) -> None:
+        """Add the series/movie/artist/author of a matched record, with its tags (a few of its fields)."""
+        id_field = APP_ID_FIELDS[self.kind][0]
+        download = self._by_queue_id.get(record.get("id"))
+        if download is None or record.get(id_field) is None:
+            return  # a frozen record, or an unknown item: matched to nothing
+        record[INCLUDE_PARENT[self.kind][1]] = {"id": record[id_field], "title": download.title.split(".S")[0],
+                                                "tags": list(download.tags), "monitored": True}
 
     def _find(self, ref: str) -> Download:
         if ref in self._by_download_id:

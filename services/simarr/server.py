@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from common.settings import UNKNOWN_ITEMS_FLAG
 from common.torrent_clients import ClientError
-from services.simarr.model import SimInstance
+from services.simarr.model import INCLUDE_PARENT, SimInstance
 
 log = logging.getLogger("simarr")
 
@@ -235,7 +235,8 @@ def _endpoint(instance: SimInstance, method: str, route: list[str], params: _Que
             page_size=max(1, params.integer("pageSize", 10)),
             sort_key=params.get("sortKey") or "timeleft",
             ascending=(params.get("sortDirection") or "ascending").lower() != "descending",
-            include_unknown=params.boolean(UNKNOWN_ITEMS_FLAG[instance.kind], False))
+            include_unknown=params.boolean(UNKNOWN_ITEMS_FLAG[instance.kind], False),
+            include_parent=params.boolean(INCLUDE_PARENT[instance.kind][0], False))
         if instance.fault_mode == "missing_fields":
             for record in page["records"][::2]:
                 for key in ("size", "sizeleft", "status"):
@@ -243,6 +244,8 @@ def _endpoint(instance: SimInstance, method: str, route: list[str], params: _Que
         return Reply.json(200, page)
     if method == "GET" and route == ["queue", "status"]:
         return Reply.json(200, instance.queue_status())
+    if method == "GET" and route == ["tag"]:
+        return Reply.json(200, instance.tags())
     if method == "GET" and route == ["system", "status"]:
         return Reply.json(200, instance.system_status())
     if method == "DELETE" and route == ["queue", "bulk"]:

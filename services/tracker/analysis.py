@@ -60,6 +60,7 @@ class Finding(NamedTuple):
             "removed_before": first.removed_before,
             "recurring": first.removed_before > 0,
             "withheld": history.withheld,
+            "protected_by": history.protected_by,  # never removed, and why (SPEC 4.2)
             "client_name": history.client_name,  # the download client it is in, as outages group downloads
             "observed_at": history.last_seen,    # its latest snapshot: a confirmation needs a newer one
             "evidence": {

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgpack
 
 from services.tracker.history import DownloadHistory
-from services.tracker.state import FailedJob, InstanceState, Tracker
+from services.tracker.state import FailedJob, InstanceState, Keep, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def save(tracker: Tracker, path: str | os.PathLike) -> None:
                       for history in histories.values()],
         "failed_jobs": [[poller, client, job.fields, job.first_seen]
                         for (poller, client), jobs in tracker.failed_jobs.items() for job in jobs.values()],
+        "keeps": [[instance, key, keep.by, keep.for_good, keep.at] for (instance, key), keep in tracker.keeps.items()],
     }
     temporary = target.with_name(target.name + ".tmp")
     with open(temporary, "wb") as handle:
@@ -54,6 +55,7 @@ def load(tracker: Tracker, path: str | os.PathLike) -> bool:
         histories = [DownloadHistory.from_state(fields) for fields in state["downloads"]]
         failed_jobs = [(poller, client, FailedJob(fields, first_seen))
                        for poller, client, fields, first_seen in state.get("failed_jobs", ())]
+        keeps = {(instance, key): Keep(by, for_good, at) for instance, key, by, for_good, at in state.get("keeps", ())}
     except Exception as exc:  # any fault in the file: set it aside, start empty
         aside = source.with_name(f"{source.name}.corrupt-{int(time.time())}")
         os.replace(source, aside)
@@ -64,6 +66,10 @@ def load(tracker: Tracker, path: str | os.PathLike) -> bool:
     tracker.downloads = {}
     for history in histories:
         tracker.downloads.setdefault(history.instance, {})[history.key] = history
+    tracker.keeps = keeps
+    for (instance, key), keep in keeps.items():
+        if (history := tracker.downloads.get(instance, {}).get(key)) is not None:
+            history.kept = keep.words()
     tracker.failed_jobs = {}
     for poller, client, job in failed_jobs:
         tracker.failed_jobs.setdefault((poller, client), {})[job.fields["id"]] = job

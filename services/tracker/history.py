@@ -59,6 +59,11 @@ class DetectionConfig:
         """
         return max(3 * self.poll_s, self.refresh_s + self.poll_s)
 
+    def shown(self) -> dict[str, float]:
+        """The thresholds /progress shows for an instance, in the settings' units."""
+        return {"stuck_threshold_minutes": self.threshold_s / 60, "min_progress_change": self.min_progress,
+                "min_size_change": self.min_bytes, "slow_max_eta_hours": self.slow_eta_s / 3600}
+
     @classmethod
     def from_settings(cls, settings: Any) -> "DetectionConfig":
         return cls(threshold_s=settings.stuck_threshold_seconds,
@@ -101,6 +106,7 @@ class DownloadHistory:
     removed_as: list | None = None     # [category, automatically?] once discarr removed it
     stage: str | None = None           # its client's post-processing stage (usenet), STAGE_STATE
     stage_since: float | None = None
+    kept: str | None = None            # who kept it, in words, while the tracker keeps it (Tracker.keeps)
     # The outage guard's evidence (GUARD_STATE); the outages themselves are not checkpointed.
     moved: bool = False                # bytes rose at the last observation
     rose: bool = False                 # bytes rose at some observation
@@ -113,6 +119,12 @@ class DownloadHistory:
     @property
     def records(self) -> tuple[StoredRecord, ...]:
         return (self.first, *self.more)
+
+    @property
+    def protected_by(self) -> str | None:
+        """Why it is never removed (SPEC 4.2), in words: an admin kept it, or a rule protects any of its
+        records (the poller judged them); None when nothing protects it."""
+        return self.kept or next((record.protected_by for record in self.records if record.protected_by), None)
 
     @property
     def client_name(self) -> str:

@@ -37,13 +37,17 @@ def query_handlers(tracker: Tracker, settings: Settings) -> dict:
         "stats": lambda body: tracker.stats_answer(body["days"], body["by"]),
         "analyze": lambda body: tracker.analyze(body["include_import_blocked"], body.get("include_slow", False)),
         "history": lambda body: tracker.history(body["instance"], body["download_id"]),
+        "keep": lambda body: tracker.keep(body["instance"], body["download_id"], body["by"], body["for_good"]),
+        "unkeep": lambda body: tracker.unkeep(body["instance"], body["download_id"]),
+        "protection": lambda body: tracker.protection(body["downloads"]),
     }
 
 
 def run_tracker(settings: Settings, stop: threading.Event, clock: Clock | None = None) -> None:
     clock = clock or SystemClock()
     stats = StatsStore(settings.stats_db, settings.stats_retention_days, clock)
-    tracker = Tracker(DetectionConfig.from_settings(settings), clock, stats)
+    tracker = Tracker(DetectionConfig.from_settings(settings), clock, stats,
+                      configure=lambda instance: DetectionConfig.from_settings(settings.for_instance(instance)))
     checkpoint.load(tracker, settings.tracker_state_file)
     with service_context(settings.curve) as context:
         ingest = bind(context, zmq.PULL, settings.tracker_ingest_endpoint, "tracker", settings.curve)

@@ -11,7 +11,7 @@ import sys
 from collections import defaultdict
 from datetime import datetime, timezone
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from common.clock import Clock
 from common.downloads import download_activity
@@ -58,6 +58,18 @@ class InstanceState:
 
 
 @dataclass(frozen=True)
+class Keep:
+    """A download an admin kept (SPEC 4.2): protected until it leaves the queue, or for good."""
+
+    by: str
+    for_good: bool
+    at: float
+
+    def words(self) -> str:
+        return f"kept by {self.by}" + (" for good" if self.for_good else "")
+
+
+@dataclass(frozen=True)
 class FailedJob:
     """A failed entry of a usenet client's history (protocol.FAILED_JOB_FIELDS), since when it is listed."""
 
@@ -77,8 +89,13 @@ class Outage:
 
 
 class Tracker:
-    def __init__(self, config: DetectionConfig, clock: Clock, stats: StatsStore | None = None) -> None:
+    def __init__(self, config: DetectionConfig, clock: Clock, stats: StatsStore | None = None,
+                 configure: Callable[[str], DetectionConfig] | None = None) -> None:
         self.config = config
+        # Each instance's own thresholds (<INSTANCE>_STUCK_THRESHOLD_MINUTES and the like, SPEC 4.2).
+        self._configure = configure or (lambda instance: config)
+        self._configs: dict[str, DetectionConfig] = {}
+        self.keeps: dict[tuple[str, str], Keep] = {}  # (instance, download key) -> who kept it
         self.clock = clock
         self.stats = stats  # where the outcome of each download that leaves the queue goes
         self.auto_cleanup: dict[str, Any] | None = None  # the bot's latest automatic-cleanup report
@@ -90,6 +107,12 @@ class Tracker:
         self.observed_until = 0.0  # the latest observation: a clock that steps back counts no time
         self.ingesting: dict[str, Any] | None = None  # the snapshot being ingested in slices, and how far
         self.failed_jobs: dict[tuple[str, str], dict[str, FailedJob]] = {}  # (poller, usenet client) -> its failed
+
+    def config_for(self, instance: str) -> DetectionConfig:
+        """The thresholds an instance's downloads are judged by."""
+        if instance not in self._configs:
+            self._configs[instance] = self._configure(instance)
+        return self._configs[instance]
 
     def observation_time(self) -> float:
         """Now, never earlier than the latest observation (verdicts need time to run forwards)."""
@@ -169,7 +192,11 @@ class Tracker:
             self.ingesting = None
         if snapshot.get("complete", True):
             self.downloads[name] = current  # downloads that left the queue leave the tracker
-            self._record_outcomes([history for key, history in previous.items() if key not in current])
+            departed = [history for key, history in previous.items() if key not in current]
+            for history in departed:  # a keep lasts until it leaves the queue, unless for good
+                if (keep := self.keeps.get((name, history.key))) is not None and not keep.for_good:
+                    del self.keeps[(name, history.key)]
+            self._record_outcomes(departed)
         else:  # an incomplete read of the queue: what was not read is kept, not dropped
             self.downloads[name] = {**previous, **current}
         # A hold taken or released at `now` changes no verdict judged at `now`; a release on a
@@ -185,7 +212,9 @@ class Tracker:
         _, _, downloaded, progress = history.measured()
         activity = download_activity({record.activity for record in records})
         tracked_error = any(record.tracked_error for record in records)
-        history.observe(now, downloaded, progress, activity, tracked_error, self.config)
+        history.observe(now, downloaded, progress, activity, tracked_error, self.config_for(instance))
+        keep = self.keeps.get((instance, key))
+        history.kept = keep.words() if keep is not None else None
         history.observe_stage(now)
         return history
 
@@ -193,7 +222,7 @@ class Tracker:
         """Settle each verdict now, at ingest: a verdict rests on observations only, and
         queries then filter instead of analysing every download while ingest waits."""
         for history in histories:
-            finding = examine(history, self.config)
+            finding = examine(history, self.config_for(history.instance))
             history.verdict = finding.category or ("soon_stuck" if finding.soon_stuck else None)
             history.longest_stall_s = max(history.longest_stall_s, finding.stalled_s)
             history.was_stuck |= finding.category == "stuck"
@@ -230,6 +259,47 @@ class Tracker:
         if self.stats is not None and departed:
             self.stats.add(outcome(history) for history in departed)
             self.stats.flush()
+
+    def keep(self, instance: str, key: str, by: str, for_good: bool) -> dict[str, Any]:
+        """Keep a download (SPEC 4.2): never removed until it leaves the queue, or for good."""
+        history = self.downloads.get(instance, {}).get(key)
+        if history is None and not for_good:
+            raise LookupError(f"no download {key!r} is tracked on {instance!r}")
+        self.keeps[(instance, key)] = Keep(by, for_good, self.clock.now())
+        if history is not None:
+            history.kept = self.keeps[(instance, key)].words()
+        return self.kept_item(instance, key)
+
+    def unkeep(self, instance: str, key: str) -> dict[str, Any]:
+        """Keep it no more: removable again, as it was."""
+        if self.keeps.pop((instance, key), None) is None:
+            raise LookupError(f"{key!r} on {instance!r} is not kept")
+        history = self.downloads.get(instance, {}).get(key)
+        if history is not None:
+            history.kept = None
+        return self.kept_item(instance, key)
+
+    def kept_item(self, instance: str, key: str) -> dict[str, Any]:
+        """A download as /keep answers: its ITEM when it is in the queue."""
+        history = self.downloads.get(instance, {}).get(key)
+        keep = self.keeps.get((instance, key))
+        state = self.instances.get(instance)
+        return {"instance": instance, "download_id": key, "kept": keep.words() if keep else None,
+                "poller": state.poller_endpoint if state is not None else None,  # where to tag it in its client
+                "item": examine(history, self.config_for(instance)).item() if history is not None else None}
+
+    def protection(self, downloads: list[dict[str, Any]]) -> dict[str, Any]:
+        """Why each of these downloads is protected now ("instance/download_id" -> words), for a removal
+        request about to be sent: a keep made since its preview wins."""
+        protected = {}
+        for download in downloads:
+            instance, key = download["instance"], download["download_id"]
+            keep = self.keeps.get((instance, key))
+            history = self.downloads.get(instance, {}).get(key)
+            why = keep.words() if keep else history.protected_by if history is not None else None
+            if why:
+                protected[f"{instance}/{key}"] = why
+        return {"protected": protected}
 
     def keep_auto_report(self, report: dict[str, Any]) -> dict[str, Any]:
         """The bot's automatic-cleanup state, shown by every "progress" answer until the next report."""
@@ -313,7 +383,7 @@ class Tracker:
 
     def findings(self, *verdicts: str) -> list[Finding]:
         """Every download's finding, or only those of the given verdicts."""
-        return [examine(history, self.config) for history in self.histories()
+        return [examine(history, self.config_for(history.instance)) for history in self.histories()
                 if not verdicts or history.verdict in verdicts]
 
     def instance_report(self) -> list[dict[str, Any]]:
@@ -325,6 +395,7 @@ class Tracker:
                 "stale", f"no snapshot for {stale:.0f}s: poller {i.poller!r} is not reporting")
             report.append({"name": i.name, "kind": i.kind, "healthy": state == "ok", "state": state,
                            "error": error, "records": i.records, "poller": i.poller,
+                           "thresholds": self.config_for(i.name).shown(),  # its own, SPEC 4.2
                            "last_snapshot_age_s": None if i.last_snapshot_at is None
                            else round(now - i.last_snapshot_at, 3)})
         return report
@@ -353,7 +424,8 @@ class Tracker:
         histories = sorted(self.histories(), key=lambda h: (h.instance, h.first.title, h.key))
         page = histories[max(0, offset):] if limit is None else histories[max(0, offset):max(0, offset) + limit]
         return {"instances": self.instance_report(), "download_clients": self.client_report(),
-                "outages": self.outage_report(), "downloads": [examine(h, self.config).item() for h in page],
+                "outages": self.outage_report(),
+                "downloads": [examine(h, self.config_for(h.instance)).item() for h in page],
                 "tracked": len(histories), "offset": offset}
 
     def progress(self, config_report: dict[str, Any]) -> dict[str, Any]:
@@ -385,8 +457,11 @@ class Tracker:
                     or (finding.attention == "import_blocked" and include_import_blocked))
         findings = self.findings("stuck", "inactive", "slow", "attention")
         endpoints = {i.poller: i.poller_endpoint for i in self.instances.values() if i.poller_endpoint}
+        protected = [f for f in findings if removable(f) and f.history.protected_by]
+        findings = [f for f in findings if not f.history.protected_by]
         return {"candidates": [f.item() for f in findings if removable(f) and not f.history.withheld],
                 "withheld": [f.item() for f in findings if removable(f) and f.history.withheld],
+                "protected": [f.item() for f in protected],  # never removed, shown in the preview (SPEC 4.2)
                 "attention": [f.item() for f in findings if f.category == "attention"],
                 "slow": [f.item() for f in findings if f.category == "slow"],
                 # offered by /cleanup and discarr cleanup with CLEANUP_USENET_FAILED, never by automatic cleanup
@@ -399,7 +474,7 @@ class Tracker:
         history = self.downloads.get(instance, {}).get(key)
         if history is None:
             raise LookupError(f"no download {key!r} is tracked on {instance!r}")
-        finding = examine(history, self.config)
+        finding = examine(history, self.config_for(instance))
         return {"instance": instance, "download_id": key, "title": history.first.title,
                 "category": finding.category, "reason": finding.reason,  # the stage or health of a usenet job
                 "points": [{"t": p.time, "bytes": p.downloaded, "progress": p.progress, "activity": p.activity}

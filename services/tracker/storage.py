@@ -86,6 +86,7 @@ class StoredRecord(NamedTuple):
     indexer: str | None
     client: ClientFigures | None
     removed_before: int
+    protected_by: str | None = None  # the protection rule it falls under (common.protection), in words
 
     @classmethod
     def from_message(cls, record: dict[str, Any]) -> "StoredRecord":
@@ -95,12 +96,14 @@ class StoredRecord(NamedTuple):
                    _interned(record["tracked_state"]), record["size"], record["sizeleft"], record["eta"],
                    _interned(record["protocol"]), _interned(record["download_client"]),
                    _interned(record.get("indexer")), None if figures is None else ClientFigures.from_message(figures),
-                   record.get("removed_before", 0))
+                   record.get("removed_before", 0), record.get("protected_by"))
 
     def as_message(self) -> dict[str, Any]:
         """As a checkpoint keeps it: the record's fields by name."""
         fields = self._asdict()
         fields["client"] = None if self.client is None else self.client.as_message()
+        if self.protected_by is None:  # an optional field, sent only when a rule protects it
+            del fields["protected_by"]
         return fields
 
     def sizes(self) -> tuple[int, int]:
