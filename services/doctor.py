@@ -23,11 +23,13 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from common.http import ServiceHttpError, send
-from common.torrent_clients import ClientError
-from common.settings import (ARR_KINDS, UNKNOWN_ITEMS_FLAG, DownloadClientConfig, InstanceConfig, Settings,
-                             SettingsError, load_settings)
+from common.protection import ProtectionRules
+from common.settings import (ARR_KINDS, DISCORD_API_BASE, DISCORD_GATEWAY_URL, UNKNOWN_ITEMS_FLAG,
+                             DownloadClientConfig, InstanceConfig, Settings, SettingsError, load_settings)
 from common.sockets import RequestClient, ServiceError, ServiceUnavailable
+from common.torrent_clients import ClientError
 from common.version import VERSION
+from services.poller.arr_client import ArrClient, ArrError
 
 APP_NAMES = {"sonarr": "Sonarr", "radarr": "Radarr", "lidarr": "Lidarr", "readarr": "Readarr"}
 # What the bot needs in its channel: see it, post and edit the board, embeds, chart images, its own old board.
@@ -492,11 +494,68 @@ def check_discord(settings: Settings) -> list[Check]:
     checks = [Check("discord", True,
                     f"token well-formed for application {application_id} (not checked with Discord); "
                     f"invite: {invite_url(application_id)}")]
+    if (settings.discord_api_base, settings.discord_gateway_url) != (DISCORD_API_BASE, DISCORD_GATEWAY_URL):
+        checks.append(Check("discord endpoints", True, f"REST calls go to {safe_url(settings.discord_api_base)} "
+                                                       f"(DISCORD_API_BASE), the gateway is "
+                                                       f"{safe_url(settings.discord_gateway_url)} "
+                                                       "(DISCORD_GATEWAY_URL): not Discord's own"))
     if settings.discord_channel_id is None:
         checks.append(Check("discord channel", False, "DISCORD_CHANNEL_ID is not set: the board has nowhere to go",
                             "in Discord: User Settings > Advanced > Developer Mode on, then right-click the "
                             "channel > Copy Channel ID, and set DISCORD_CHANNEL_ID"))
     return checks
+
+
+# -- protection ------------------------------------------------------------------------
+
+
+def check_protection(settings: Settings, tracker_up: bool) -> list[Check]:
+    """The protection rules in force and how many downloads each protects now (SPEC 4.2); a PROTECT_TAGS
+    name that no *arr has is a warning: that rule protects nothing."""
+    rules = ProtectionRules.from_settings(settings).describe()
+    if not rules:
+        return [Check("protection", True, "no protection rules (PROTECT_TAGS, PROTECT_CLIENT_TAGS, PROTECT_INDEXERS, "
+                                          "PROTECT_TITLES); /keep and discarr keep keep a download by hand")]
+    protected: list[str] = []
+    if tracker_up:
+        try:
+            protected = [str(item.get("protected_by") or "").casefold() for item in _tracked(settings)]
+        except (ServiceUnavailable, ServiceError):
+            tracker_up = False
+    counts = [f"{rule} protects {protected.count(rule.casefold())} now" if tracker_up else rule for rule in rules]
+    kept = sum(why.startswith("kept by") for why in protected)
+    detail = "; ".join(counts) + (f"; {kept} kept by hand" if tracker_up else
+                                  " (the tracker did not answer: how many each protects now is not known)")
+    checks = [Check("protection", True, detail)]
+    if settings.protect_tags and settings.instances:
+        known, unread = set(), []
+        for instance in settings.instances:
+            client = ArrClient(instance, settings.request_timeout_seconds)
+            try:
+                known |= {label.casefold() for label in client.tags().values()}
+            except ArrError:
+                unread.append(instance.name)
+            finally:
+                client.close()
+        missing = [tag for tag in settings.protect_tags if tag not in known]
+        if missing and not unread:
+            checks.append(Check("protection tags", True,
+                                f"warning: no *arr has the tag{'s' if len(missing) > 1 else ''} "
+                                f"{', '.join(f'`{tag}`' for tag in missing)} (PROTECT_TAGS): that rule protects "
+                                "nothing; create it in Sonarr/Radarr (Settings > Tags) and put it on the series or "
+                                "movie, or correct PROTECT_TAGS"))
+    return checks
+
+
+def _tracked(settings: Settings) -> list[dict[str, Any]]:
+    """Every download the tracker tracks now (its "check" answer, every page)."""
+    from common.protocol import check_page, merge_check
+    with RequestClient("tracker", settings.tracker_query_endpoint, settings.request_timeout_seconds,
+                       curve=settings.curve) as client:
+        check, offset = None, 0
+        while offset is not None:
+            check, offset = merge_check(check, client.request("check", check_page(offset)))
+    return check["downloads"]
 
 
 # -- CURVE -----------------------------------------------------------------------------
@@ -544,6 +603,7 @@ def run_checks(environ: Mapping[str, str] | None = None, dotenv_path: str | None
     checks.append(tracker)
     checks += check_pollers(settings, tracker_up)
     checks += [check_directory(directory, names) for directory, names in data_directories(settings).items()]
+    checks += check_protection(settings, tracker_up)
     checks += check_discord(settings)
     checks.append(check_curve(settings))
     return scrub(checks, secrets_of(settings))

@@ -391,3 +391,31 @@ def test_deluge_login_version_a_wrong_password_and_nothing_answering(deployment,
     check, done = _check_of(deployment, "deluge")
     assert check["ok"] is False and "cannot connect" in check["detail"] and "DELUGE_URL" in check["fix"]
     assert "wrong-password-46" not in done.stdout + done.stderr and daemon.password not in done.stdout
+
+
+def test_the_protection_rules_in_force_how_many_each_protects_and_a_tag_no_arr_has(deployment):
+    deployment.simulate("sonarr")
+    deployment.env.update({"PROTECT_TAGS": "dont-kill, no-such-tag", "PROTECT_INDEXERS": "RareTracker",
+                           "STUCK_THRESHOLD_MINUTES": "0.05"})
+    deployment.start("simarr", "--scenario", "empty")
+    for title, spec in (("Tagged.S01E01", {"tags": ["dont-kill"]}), ("Rare.S01E02", {"indexer": "RareTracker"}),
+                        ("Rare.S01E03", {"indexer": "RareTracker"}), ("Plain.S01E04", {})):
+        deployment.control("sonarr", "POST", "downloads", dict(spec, title=title, size=10 ** 9, state="stalled"))
+    deployment.start("tracker")
+    deployment.start("poller")
+    wait_until(lambda: deployment.cli_json("check")["tracked"] == 4, 20, "the downloads to be tracked")
+    wait_until(lambda: len([i for i in deployment.cli_json("check")["downloads"] if i["protected_by"]]) == 3, 20,
+               "the rules to be judged")
+    done = run_doctor(deployment)
+    assert ("✓ protection: tag `dont-kill` protects 1 now; tag `no-such-tag` protects 0 now; "
+            "indexer `raretracker` protects 2 now; 0 kept by hand") in done.stdout, done.stdout
+    assert "✓ protection tags: warning: no *arr has the tag `no-such-tag` (PROTECT_TAGS)" in done.stdout
+
+
+def test_a_discord_proxy_is_named(deployment):
+    deployment.env.update({"DISCORD_API_BASE": "http://discord-proxy:8080/api/v10",
+                           "DISCORD_GATEWAY_URL": "ws://discord-proxy:7878",
+                           "DISCORD_TOKEN": FAKE_TOKEN})
+    done = run_doctor(deployment)
+    assert ("discord endpoints: REST calls go to http://discord-proxy:8080/api/v10 (DISCORD_API_BASE), the gateway "
+            "is ws://discord-proxy:7878 (DISCORD_GATEWAY_URL): not Discord's own") in done.stdout, done.stdout

@@ -87,3 +87,42 @@ def test_a_rule_added_between_the_preview_and_the_confirmation_wins(household):
     assert (audit[-1]["result"], audit[-1]["detail"], audit[-1]["request_id"]) == \
         ("skipped", "protected (tag `dont-kill`)", request["request_id"])
     assert [r for r in deployment.control("sonarr", "GET", "requests") if r["method"] == "DELETE"] == []
+
+
+def test_each_radarr_is_judged_by_its_own_threshold(deployment):
+    # A 4K Radarr whose downloads crawl gets more patience: 3 s here, 9 s there (minutes, scaled down).
+    deployment.env.update({
+        "RADARR_URL": f"http://127.0.0.1:{deployment.simarr_port}/radarr", "RADARR_API_KEY": "key-radarr",
+        "EXTRA_INSTANCES": "radarr4k", "RADARR4K_URL": f"http://127.0.0.1:{deployment.simarr_port}/radarr4k",
+        "RADARR4K_API_KEY": "key-radarr4k", "RADARR_STUCK_THRESHOLD_MINUTES": "0.05",
+        "RADARR4K_STUCK_THRESHOLD_MINUTES": "0.15", "MIN_SIZE_CHANGE": str(MB), "ARR_REFRESH_SECONDS": "0"})
+    deployment.start("simarr", "--scenario", "empty")
+    for kind in ("radarr", "radarr4k"):
+        deployment.control(kind, "POST", "downloads", {"title": "Same.Movie.2024.2160p", "size": GB,
+                                                         "downloaded": GB // 4, "state": "stalled"})
+    deployment.start("tracker")
+    deployment.start("poller")
+    started = time.monotonic()
+    stuck_after = {}
+    while len(stuck_after) < 2 and time.monotonic() - started < 40:
+        for item in deployment.cli_json("progress")["stuck"]:
+            stuck_after.setdefault(item["instance"], time.monotonic() - started)
+        time.sleep(0.3)
+    assert stuck_after["radarr"] < 9 <= stuck_after["radarr4k"] + 1, stuck_after  # 1 poll of slack
+    assert stuck_after["radarr4k"] - stuck_after["radarr"] >= 4
+    shown = {i["name"]: i["thresholds"]["stuck_threshold_minutes"]
+             for i in deployment.cli_json("progress")["instances"]}
+    assert shown == {"radarr": 0.05, "radarr4k": 0.15}
+    assert "radarr4k: stuck after" in " ".join(deployment.cli("progress").stdout.split())
+
+
+@pytest.mark.parametrize("setting, value", [("PROTECT_TITLES", "[unclosed"),
+                                            ("RADARR4K_STUCK_THRESHOLD_MINUTES", "abc")])
+def test_a_bad_rule_or_override_stops_every_process_at_start_with_one_line(deployment, setting, value):
+    deployment.env[setting] = value
+    for process in ("tracker", "poller", "bot"):
+        started = deployment.start(process)
+        assert started.wait(20) == 2
+        lines = deployment.log_path(process).read_text().strip().splitlines()
+        assert lines[-1].startswith(f"discarr: setting {setting}={value!r} is invalid") and "Traceback" not in \
+            "\n".join(lines), lines

@@ -108,18 +108,21 @@ class ArrClient:
                 normalised[record["id"]] = record
         return list(normalised.values()), complete
 
+    def tags(self) -> dict[int, str]:
+        """The *arr's tags: label by id (GET /api/v3/tag, v1 for Lidarr and Readarr)."""
+        listed = self._json(self._call("GET", "tag"))
+        if not isinstance(listed, list):
+            raise ArrError("bad_response", f"{self.instance.url} answered its tag list with something not a list")
+        return {tag["id"]: str(tag["label"]) for tag in listed
+                if isinstance(tag, dict) and isinstance(tag.get("id"), int) and tag.get("label")}
+
     def _tag_labels(self, records: list[Any]) -> dict[int, str]:
         """The *arr's tags by id; read again when stale or when a record names one it does not know."""
         key = INCLUDE_PARENT[self.instance.kind][1]
         named = {tag for raw in records if isinstance(raw, dict) and isinstance(raw.get(key), dict)
                  for tag in raw[key].get("tags") or () if isinstance(tag, int)}
         if time.monotonic() - self._tags_read > TAGS_TTL_SECONDS or not named <= set(self._tags):
-            listed = self._json(self._call("GET", "tag"))
-            if not isinstance(listed, list):
-                raise ArrError("bad_response", f"{self.instance.url} answered its tag list with something not a list")
-            self._tags = {tag["id"]: str(tag["label"]) for tag in listed
-                          if isinstance(tag, dict) and isinstance(tag.get("id"), int) and tag.get("label")}
-            self._tags_read = time.monotonic()
+            self._tags, self._tags_read = self.tags(), time.monotonic()
         return self._tags
 
     def remove(self, queue_ids: list[int], *, remove_from_client: bool, blocklist: bool,
