@@ -343,7 +343,7 @@ def cleanup(dry_run: bool, yes: bool, include_import_blocked: bool, include_slow
     if as_json:
         _print_json({"dry_run": dry_run, "candidates": candidates, "results": results,
                      "attention": analysis["attention"], "withheld": analysis.get("withheld", []),
-                     "slow": analysis.get("slow", [])})
+                     "slow": analysis.get("slow", []), "protected": analysis.get("protected", [])})
     else:
         console.print(items_table("Dry run" if dry_run else "Results", results, result=True))
     if any(result["result"] == "failed" for result in results):

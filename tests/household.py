@@ -245,7 +245,7 @@ class Household:
         requests = protocol.removal_requests(
             dict(analysis, candidates=candidates), POLLER["endpoint"], requested_by="auto", dry_run=False,
             include_import_blocked=False, include_slow="slow" in self.config.categories, now=now,
-            valid_for=self.config.request_timeout)
+            valid_for=self.config.request_timeout, protected=self._protected(candidates))
         results = []
         for body in requests.values():
             request = protocol.decode(protocol.encode("remove", body))
@@ -266,9 +266,24 @@ class Household:
             self.auto_requests.pop(item_key(item), None)
         requests = protocol.removal_requests(preview, POLLER["endpoint"], requested_by="cli:user", dry_run=False,
                                              include_import_blocked=False, now=self.clock.now(),
-                                             valid_for=self.config.request_timeout)
+                                             valid_for=self.config.request_timeout,
+                                             protected=self._protected(preview["candidates"]))
         for body in requests.values():
             self.remover.handle(protocol.decode(protocol.encode("remove", body)).body)
+
+    def _protected(self, candidates: list[dict[str, Any]]) -> dict[str, str]:
+        """The tracker's keeps, asked just before a removal request goes, as the bot and the CLI ask."""
+        return self._ask("protection", protocol.protection_query(candidates))["protected"]
+
+    def keep(self, download: SimDownload, for_good: bool) -> None:
+        """An admin keeps a download the tracker knows (/keep, a Keep button, discarr keep)."""
+        if download.download_id in self.tracker.downloads.get(download.instance, {}):
+            self._ask("keep", {"instance": download.instance, "download_id": download.download_id, "by": "admin",
+                               "for_good": for_good})
+
+    def unkeep(self, download: SimDownload) -> None:
+        if (download.instance, download.download_id) in self.tracker.keeps:
+            self._ask("unkeep", {"instance": download.instance, "download_id": download.download_id, "by": "admin"})
 
     def bot_run(self) -> None:
         """A board refresh and the automatic cleanup after it, as the bot does them."""
@@ -458,6 +473,8 @@ class Household:
         owner = next((d for d in self.present() if d.instance == instance and set(queue_ids) & set(d.queue_ids)), None)
         if owner is None:
             return
+        if (instance, owner.download_id) in self.tracker.keeps:
+            self.violations.append(f"{at}: {owner.download_id} removed though an admin kept it")
         _, item = self.auto_requests.get(f"{instance}/{owner.download_id}", (None, None))
         category = item["category"] if item else "stuck"
         done, progress, state = owner.visible()

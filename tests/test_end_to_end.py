@@ -112,9 +112,9 @@ def test_the_command_tree_as_synced_to_discord(deployment):
     done = deployment.cli("bot", "--print-commands")
     assert done.returncode == 0, done.stderr
     commands = {command["name"]: command for command in json.loads(done.stdout)}
-    assert sorted(commands) == ["check", "cleanup", "progress", "stats", "verbose"]
+    assert sorted(commands) == ["check", "cleanup", "keep", "progress", "stats", "unkeep", "verbose"]
     assert commands["check"]["default_member_permissions"] is None
-    for admin in ("cleanup", "progress", "stats", "verbose"):
+    for admin in ("cleanup", "keep", "progress", "stats", "unkeep", "verbose"):
         assert commands[admin]["default_member_permissions"] == 32  # Manage Server
     assert [option["name"] for option in commands["cleanup"]["options"]] == ["dry_run", "include_import_blocked",
                                                                                    "include_slow"]

@@ -7,6 +7,7 @@ pollers that miss polls; the tracker, the poller and the bot restarted; /check p
 moment; DELETEs that are slow, get no answer and are carried out later, or never; a host that
 sleeps. After every step the invariants hold:
 
+- nothing an admin kept is removed (a keep made after a preview included);
 - nothing is removed that the poller could see move by the thresholds within the threshold
   before its removal (unless the *arr marked it failed, or it is slow and slow ones are asked
   for), nor anything it saw finished, paused or queued, nor a download in an outage of its
@@ -206,6 +207,18 @@ class HouseholdMachine(RuleBasedStateMachine):
         if download is not None:
             download.downloaded = min(download.size - 1.0, download.downloaded
                                       + fraction * self.house.config.min_bytes)
+
+    @rule(data=st.data(), for_good=st.booleans())
+    def an_admin_keeps_a_download(self, data, for_good):
+        download = self._pick(data)
+        if download is not None:
+            self.house.keep(download, for_good)
+
+    @rule(data=st.data())
+    def an_admin_unkeeps_a_download(self, data):
+        download = self._pick(data)
+        if download is not None:
+            self.house.unkeep(download)
 
     @rule()
     def press_check(self):

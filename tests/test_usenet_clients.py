@@ -95,3 +95,18 @@ def test_sabnzbd_with_a_wrong_key_or_down_is_unhealthy_and_its_jobs_are_unjudged
     records = usenet("SABnzbd_nzo_down")
     health = DownloadClients([DownloadClientConfig("sabnzbd", "sabnzbd", url, api_key="k")], 1).annotate(records)
     assert health[0]["state"] == "unreachable" and records[0]["client"]["state"] == "unreachable"
+
+
+def test_the_pollers_recheck_removes_a_job_below_critical_health_even_while_it_moves_or_is_paused():
+    from services.poller.removal import RemovalPolicy, recheck
+    from tests.records import client_figures
+    policy = RemovalPolicy(min_bytes=1024 ** 2, min_progress=1.0, blocklist=True)
+    item = {"instance": "sonarr", "download_id": "D", "category": "inactive", "size": 10 ** 9, "sizeleft": 6 * 10 ** 8,
+            "progress": 40.0, "evidence": {"start_bytes": 4 * 10 ** 8, "start_progress": 40.0}}
+
+    def job(downloaded, state):
+        return [record(1, "D", protocol="usenet", size=10 ** 9, downloaded=downloaded,
+                       client=client_figures(downloaded, 10 ** 9, state=state, name="nzbget", health=59.0,
+                                             critical_health=94.9))]
+    assert recheck(item, job(5 * 10 ** 8, "downloading"), policy, False) is None  # moved 100 MB: still hopeless
+    assert recheck(item, job(4 * 10 ** 8, "paused"), policy, False) is None  # NZBGet's HealthCheck=pause

@@ -210,6 +210,8 @@ def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: Removal
     activity = classify_download(records)
     if activity == "finished":
         return "finished since analysis: complete and waiting for import, so it is kept"
+    if item["category"] == "inactive" and any(below_critical_health(r) for r in records):
+        return None  # it can never complete, moving or paused (NZBGet's HealthCheck=pause) alike
     _, _, downloaded, progress = measure(records)
     start_bytes, start_progress = _measured_from(item)
     if downloaded - start_bytes >= policy.min_bytes or progress - start_progress >= policy.min_progress:
@@ -224,8 +226,6 @@ def recheck(item: dict[str, Any], records: list[dict[str, Any]], policy: Removal
         return "now paused" if status == "paused" else f"no longer downloading (status {status})"
     if category == "inactive":
         client = client_figures(records[0])
-        if any(below_critical_health(r) for r in records):
-            return None  # it can never complete, paused (NZBGet's HealthCheck=pause) or not
         if status in SET_ASIDE or (client is not None and client["state"] in SET_ASIDE):
             return f"now {client['state'] if status not in SET_ASIDE and client else status}"
         failed = activity == "failed" or any(r["tracked_status"] == "error" for r in records)
