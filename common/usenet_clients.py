@@ -18,34 +18,47 @@ from common.settings import DownloadClientConfig
 from common.torrent_clients import ClientError
 
 
-class NZBGetApi:
-    """NZBGet's JSON-RPC at {url}/jsonrpc, with HTTP basic auth (ControlUsername / ControlPassword)."""
+class _HttpApi:
+    """What both layers share: one requests session, discarr's timeout, every failure in words."""
 
     def __init__(self, config: DownloadClientConfig, timeout: float) -> None:
         self.config = config
         self.timeout = timeout
         self.where = f"{config.name} at {config.url}"
         self.session = requests.Session()
+
+    def _json(self, method: str, url: str, what: str, secret: str, **kwargs: Any) -> Any:
+        """The JSON answer to one request for `what`; `secret` names what a 401 or 403 refused."""
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise no_answer(exc, self.where, self.timeout, ClientError) from None
+        if response.status_code in (401, 403):
+            raise ClientError("unauthorized", f"{self.where} refused {secret}")
+        if response.status_code != 200:
+            raise ClientError("bad_response", f"{self.where} answered HTTP {response.status_code} to {what}")
+        try:
+            return response.json()
+        except ValueError:
+            raise ClientError("bad_response", f"{self.where} answered {what} with something not JSON") from None
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class NZBGetApi(_HttpApi):
+    """NZBGet's JSON-RPC at {url}/jsonrpc, with HTTP basic auth (ControlUsername / ControlPassword)."""
+
+    def __init__(self, config: DownloadClientConfig, timeout: float) -> None:
+        super().__init__(config, timeout)
         self.session.auth = (config.username, config.password)
         self._serial = 0
 
     def call(self, method: str, *params: Any) -> Any:
         """The `result` of one call; ClientError when there is none."""
         self._serial += 1
-        try:
-            response = self.session.post(f"{self.config.url}/jsonrpc", timeout=self.timeout,
-                                         json={"version": "1.1", "method": method, "params": list(params),
-                                               "id": self._serial})
-        except requests.RequestException as exc:
-            raise no_answer(exc, self.where, self.timeout, ClientError) from None
-        if response.status_code in (401, 403):
-            raise ClientError("unauthorized", f"{self.where} refused the username or password")
-        if response.status_code != 200:
-            raise ClientError("bad_response", f"{self.where} answered HTTP {response.status_code} to {method}")
-        try:
-            answer = response.json()
-        except ValueError:
-            raise ClientError("bad_response", f"{self.where} answered {method} with something not JSON") from None
+        answer = self._json("POST", f"{self.config.url}/jsonrpc", method, "the username or password",
+                            json={"version": "1.1", "method": method, "params": list(params), "id": self._serial})
         if not isinstance(answer, dict) or "result" not in answer or answer.get("error"):
             raise ClientError("bad_response", f"{self.where} refused {method}")
         return answer["result"]
@@ -80,34 +93,15 @@ class NZBGetApi:
             raise ClientError("bad_response", f"{self.where} answered {method} with something not a list")
         return value
 
-    def close(self) -> None:
-        self.session.close()
 
-
-class SABnzbdApi:
+class SABnzbdApi(_HttpApi):
     """SABnzbd's API at {url}/api?mode=...&output=json&apikey=... (Config → General → API Key)."""
 
-    def __init__(self, config: DownloadClientConfig, timeout: float) -> None:
-        self.config = config
-        self.timeout = timeout
-        self.where = f"{config.name} at {config.url}"
-        self.session = requests.Session()
-
     def call(self, mode: str, **params: Any) -> dict[str, Any]:
-        """The answer of one mode, a map; ClientError when SABnzbd refused it or answered something else."""
+        """The answer of one mode, a map; ClientError when SABnzbd refused it or answered something else.
+        (A key it does not know: sabnzbd/interface.py check_apikey answers 403, in plain text.)"""
         query = {"mode": mode, "output": "json", **params, "apikey": self.config.api_key}
-        try:
-            response = self.session.get(f"{self.config.url}/api", params=query, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise no_answer(exc, self.where, self.timeout, ClientError) from None
-        if response.status_code in (401, 403):  # sabnzbd/interface.py check_apikey: 403, in plain text
-            raise ClientError("unauthorized", f"{self.where} refused the API key")
-        if response.status_code != 200:
-            raise ClientError("bad_response", f"{self.where} answered HTTP {response.status_code} to mode={mode}")
-        try:
-            answer = response.json()
-        except ValueError:
-            raise ClientError("bad_response", f"{self.where} answered mode={mode} with something not JSON") from None
+        answer = self._json("GET", f"{self.config.url}/api", f"mode={mode}", "the API key", params=query)
         if not isinstance(answer, dict):
             raise ClientError("bad_response", f"{self.where} answered mode={mode} with something not a map")
         if answer.get("status") is False and isinstance(answer.get("error"), str):
@@ -142,9 +136,6 @@ class SABnzbdApi:
         if not isinstance(part, dict) or not isinstance(part.get("slots"), list):
             raise ClientError("bad_response", f"{self.where} answered mode={key} without its slots")
         return part
-
-    def close(self) -> None:
-        self.session.close()
 
 
 def nzbget_size(item: dict[str, Any], name: str) -> int | None:

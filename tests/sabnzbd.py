@@ -242,6 +242,12 @@ def _duplicate_key(name: str) -> str:
     return re.split(r"[. _-]+(?:19|20)\d\d", name)[0].replace(".", " ").strip().lower()
 
 
+
+def _job_history_fields(job: Any) -> dict[str, Any]:
+    """The fields a history slot takes from its job, alike in the database row and the active slot."""
+    return {"name": job.final_name, "nzb_name": job.filename, "category": job.cat,
+            "pp": PP_LOOKUP.get(job.pp, "X"), "script": job.script, "report": "", "url": job.filename}
+
 # --- the client's state ---------------------------------------------------------------------------------------
 @dataclass
 class Job:
@@ -801,13 +807,7 @@ class SABnzbdStandIn:
         """api.py `add_active_history`: a job in post-processing, as a history slot."""
         return {
             "completed": int(time.time()),
-            "name": job.final_name,
-            "nzb_name": job.filename,
-            "category": job.cat,
-            "pp": PP_LOOKUP.get(job.pp, "X"),
-            "script": job.script,
-            "report": "",
-            "url": job.filename,
+            **_job_history_fields(job),
             "status": job.status,
             "nzo_id": job.nzo_id,
             "storage": "",
@@ -1236,13 +1236,7 @@ class SABnzbdStandIn:
         row = {
             "id": next(self._row_ids),
             "completed": int(time.time()) if completed is None else completed,
-            "name": job.final_name,
-            "nzb_name": job.filename,
-            "category": job.cat,
-            "pp": PP_LOOKUP.get(job.pp, "X"),
-            "script": job.script,
-            "report": "",
-            "url": job.filename,
+            **_job_history_fields(job),
             "status": status,
             "nzo_id": job.nzo_id,
             "storage": str(storage),

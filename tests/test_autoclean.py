@@ -214,8 +214,8 @@ def test_each_instance_may_have_its_own_categories_and_cap():
     settings = load_settings({"AUTO_CLEANUP": "stuck", "AUTO_CLEANUP_MAX_PER_HOUR": "10",
                               "RADARR4K_AUTO_CLEANUP": "inactive", "RADARR4K_AUTO_CLEANUP_MAX_PER_HOUR": "1"}, None)
     config = AutoConfig.from_settings(settings)
-    candidates = [item(1, "radarr4k"), item(2, "radarr4k", category="inactive"), item(3, "radarr4k", category="inactive"),
-                  item(4, "sonarr"), item(5, "sonarr", category="inactive")]
+    candidates = [item(1, "radarr4k"), item(2, "radarr4k", category="inactive"),
+                  item(3, "radarr4k", category="inactive"), item(4, "sonarr"), item(5, "sonarr", category="inactive")]
     decided = decide(AutoConfig(config.categories, confirmations=1, max_per_hour=10, instances=config.instances),
                      AutoState(), candidates, check(active=30, instances=("sonarr", "radarr4k")), T0)
     assert ids(decided.remove) == ["D2", "D4"] and ids(decided.waiting) == ["D3"]

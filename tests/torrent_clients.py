@@ -67,6 +67,17 @@ def _qbittorrent_password_hash(password: str) -> str:
     return f"@ByteArray({base64.b64encode(salt).decode()}:{base64.b64encode(digest).decode()})"
 
 
+def stop_process(process: subprocess.Popen | None) -> None:
+    """Terminate a daemon, killed if it takes more than 10 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 class _ClientProcess:
     def __init__(self, workdir: Path, name: str) -> None:
         self.name = name
@@ -82,13 +93,7 @@ class _ClientProcess:
         log.close()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 class QBittorrent(_ClientProcess):

@@ -72,6 +72,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port, wait_until
+from tests.torrent_clients import stop_process
 
 INSTALL_HINT = "is not installed; install it with `apt-get install nzbget par2` (.ci/run does this in CI)"
 GROUP = "alt.binaries.discarr"
@@ -490,13 +491,7 @@ class NZBGet:
                          for path in (self.log, self.home / "console.log") if path.exists())
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 @pytest.fixture

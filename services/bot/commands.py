@@ -285,9 +285,7 @@ class DiscarrCog(commands.Cog):
                 return
             key = await self.resolve_download(download)
             if key is None:
-                await interaction.followup.send(
-                    embed=error_embed("No such download", f"No tracked download matches {clip(download, 200)!r}; "
-                                      "pick one from the list."), ephemeral=True)
+                await self.no_such_download(interaction, download)
                 return
             instance, download_id = key
             history = await self.services.ask("tracker", "history", {"instance": instance, "download_id": download_id})
@@ -344,14 +342,18 @@ class DiscarrCog(commands.Cog):
         async with self.answering(interaction):
             key = await self.resolve_download(download)
             if key is None:
-                await interaction.followup.send(
-                    embed=error_embed("No such download", f"No tracked download matches {clip(download, 200)!r}; "
-                                      "pick one from the list."), ephemeral=True)
+                await self.no_such_download(interaction, download)
                 return
             text = await set_kept(self.services, *key, requested_by(interaction.user), kept=kept, for_good=for_good)
             self._downloads_cache = None  # its protection changed: the next choices ask again
             await interaction.followup.send(embed=notice_embed("Kept" if kept else "No longer kept", text, GREEN),
                                             ephemeral=True)
+
+    @staticmethod
+    async def no_such_download(interaction: discord.Interaction, typed: str) -> None:
+        await interaction.followup.send(
+            embed=error_embed("No such download", f"No tracked download matches {clip(typed, 200)!r}; "
+                              "pick one from the list."), ephemeral=True)
 
     # --- download options: the choices and what a typed value means ------------------------
 

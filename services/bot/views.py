@@ -65,15 +65,20 @@ class KeepButton(discord.ui.DynamicItem[discord.ui.Button], template=KEEP_ID_PAT
             await interaction.response.send_message("Only admins can keep a download.", ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            text = await set_kept(bot.services, self.instance, self.download_id, requested_by(interaction.user),
-                                  kept=True)
-        except Exception as exc:
-            if not getattr(exc, "service", None):
-                log.exception("keep failed")
-            await interaction.followup.send(embed=failure_embed(exc), ephemeral=True)
-            return
-        await interaction.followup.send(embed=notice_embed("Kept", text, GREEN), ephemeral=True)
+        await report_keep(interaction, set_kept(bot.services, self.instance, self.download_id,
+                                                requested_by(interaction.user), kept=True))
+
+
+async def report_keep(interaction: discord.Interaction, keeping: Awaitable[str]) -> None:
+    """Await a keep and tell the one who pressed Keep what it did (or why it failed), in a follow-up."""
+    try:
+        text = await keeping
+    except Exception as exc:
+        if not getattr(exc, "service", None):
+            log.exception("keep failed")
+        await interaction.followup.send(embed=failure_embed(exc), ephemeral=True)
+        return
+    await interaction.followup.send(embed=notice_embed("Kept", text, GREEN), ephemeral=True)
 
 
 def keep_buttons(items: list[dict[str, Any]]) -> discord.ui.View | None:
@@ -188,14 +193,7 @@ class PreviewKeepButton(discord.ui.Button):
         if self.item in view.candidates:
             view.candidates.remove(self.item)
         await interaction.response.edit_message(view=view)  # within Discord's 3 seconds; the keep may take longer
-        try:
-            text = await self.keep(self.item, requested_by(interaction.user))
-        except Exception as exc:
-            if not getattr(exc, "service", None):
-                log.exception("keep failed")
-            await interaction.followup.send(embed=failure_embed(exc), ephemeral=True)
-            return
-        await interaction.followup.send(embed=notice_embed("Kept", text, GREEN), ephemeral=True)
+        await report_keep(interaction, self.keep(self.item, requested_by(interaction.user)))
 
 
 class BoardPager(discord.ui.View):
