@@ -186,6 +186,7 @@ class Household:
         self.executed: dict[str, list[float]] = defaultdict(list)  # instance -> when automatic removals took effect
         self.runs: list[tuple[float, dict[str, float]]] = []  # each analysis: (time, candidate -> observed_at)
         self.outages: dict[str, tuple[float, set[int]]] = {}  # client -> (since, serials moving at its start)
+        self.known_clients: set[tuple[str, str]] = set()  # (instance, client) the tracker has seen a download of
         self.removed_count = 0
         self.preview: dict[str, Any] | None = None  # a user's cleanup preview, until they confirm it
         self.next_run = self.clock.now() + config.check_interval
@@ -332,8 +333,11 @@ class Household:
             return
         now = self.clock.now()
         window = max(3 * self.config.poll_s, self.config.refresh_s + self.config.poll_s)
+        # A download of an instance that does not answer is in the outage only when discarr could know that
+        # instance sends downloads to this client (SPEC 3: it groups the downloads it knows).
         moving = {d.serial for d in self.present() if d.client is client and d.moving()
-                  and self._growth(d, now - window, now)[0] > 0}
+                  and self._growth(d, now - window, now)[0] > 0
+                  and (d.instance not in self.down or (d.instance, client.name) in self.known_clients)}
         client.down = True
         self.outages[client.name] = (now, moving)
 
@@ -406,6 +410,7 @@ class Household:
                 continue
             if download.present and download.download_id in known:
                 download.tracked = True
+                self.known_clients.add((instance, download.client.name))
             elif not download.present and download.tracked and not download.departure_observed:
                 download.departure_observed = True
         self._check_statistics(instance)

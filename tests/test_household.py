@@ -298,3 +298,36 @@ def test_a_preview_confirmed_after_the_download_moved_twice_a_little_removes_not
     house.run(2)
     house.confirm_cleanup()
     assert house.violations == [] and dead.present
+
+
+def test_a_vpn_drop_while_an_instance_sharing_the_client_is_down_removes_nothing(tmp_path):
+    # Sonarr once had a download on the qBittorrent it shares with Radarr, then went down; what it sent
+    # there since cannot be seen. A VPN drop stops Radarr's one download and Sonarr's unseen two: an
+    # outage of three the tracker cannot see, so automatic cleanup must not judge that client.
+    house, client = household(tmp_path, poll_s=10.0, refresh_s=0.0, threshold_s=600.0, check_interval=60.0,
+                              confirmations=1, categories=frozenset({"stuck"}))
+    house.add_download("sonarr", client, "torrent", 200 * MB, 20 * MB)
+    radarrs = house.add_download("radarr", client, "torrent", 60 * GB, 2 * MB)
+    house.run(60)  # sonarr's first download is done and imported
+    house.down.add("sonarr")
+    for _ in range(2):
+        house.add_download("sonarr", client, "torrent", 60 * GB, 2 * MB)
+    house.run(6)
+    house.drop_vpn(client)
+    house.run(180)
+    assert house.violations == [] and radarrs.present
+
+
+def test_a_vpn_drop_beside_an_instance_never_seen_is_judged_on_what_discarr_sees(tmp_path):
+    # Sonarr never answered: discarr cannot know it shares Radarr's qBittorrent, and Radarr's one download
+    # stopped alone is, as far as anyone can tell, stuck (SPEC 3: an outage is three or more).
+    house, client = household(tmp_path, poll_s=10.0, refresh_s=0.0, threshold_s=600.0, check_interval=60.0,
+                              confirmations=1, categories=frozenset({"stuck"}))
+    house.down.add("sonarr")
+    for _ in range(2):
+        house.add_download("sonarr", client, "torrent", 60 * GB, 2 * MB)
+    radarrs = house.add_download("radarr", client, "torrent", 60 * GB, 2 * MB)
+    house.run(6)
+    house.drop_vpn(client)
+    house.run(90)
+    assert house.violations == [] and not radarrs.present

@@ -109,3 +109,20 @@ def test_client_figures_survive_a_checkpoint_and_old_checkpoints_still_load(trac
         del stored["client"], stored["removed_before"]
     old = DownloadHistory.from_state(state)
     assert old.first.client is None and old.first.removed_before == 0 and old.measured()[2] == GB
+
+
+def test_an_instance_names_every_client_it_sent_downloads_to_after_they_left_and_a_restart(tracker, clock, tmp_path):
+    # While an instance does not answer, automatic cleanup leaves alone the clients it has been seen using:
+    # what it sent there since cannot be seen (SPEC 4.1). The tracker remembers them past the downloads.
+    tracker.ingest(snapshot("sonarr", [record(1, "A"), record(2, "B", download_client="SABnzbd"),
+                                       record(3, "C", client=client_figures(GB))]))
+    clock.advance(POLL)
+    tracker.ingest(snapshot("sonarr", []))  # all imported
+    tracker.ingest(snapshot("sonarr", None, state="unreachable", error="cannot connect"))
+    [instance] = tracker.check()["instances"]
+    assert not instance["healthy"] and instance["clients"] == ["SABnzbd", "qBittorrent", "qbittorrent"]
+    path = tmp_path / "state.msgpack"
+    checkpoint.save(tracker, path)
+    restored = Tracker(tracker.config, clock)
+    assert checkpoint.load(restored, path)
+    assert restored.check()["instances"][0]["clients"] == ["SABnzbd", "qBittorrent", "qbittorrent"]

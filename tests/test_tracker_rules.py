@@ -241,7 +241,8 @@ def test_an_unhealthy_poll_wipes_no_history(tracker, clock):
     assert health == {"name": "sonarr", "kind": "sonarr", "healthy": False, "state": "unreachable",
                       "error": "cannot connect", "records": 1, "last_snapshot_age_s": 0.0, "poller": "poller",
                       "thresholds": {"stuck_threshold_minutes": 120.0, "min_progress_change": 1.0,
-                                     "min_size_change": 104857600.0, "slow_max_eta_hours": 72.0}}
+                                     "min_size_change": 104857600.0, "slow_max_eta_hours": 72.0},
+                      "clients": ["qBittorrent"]}
 
 
 def test_downloads_that_leave_the_queue_leave_the_tracker(tracker, clock):

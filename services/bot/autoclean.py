@@ -240,12 +240,12 @@ def _too_many(candidates: int, active: int) -> bool:
 
 def _unjudged_clients(check: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
     """Whether a candidate's download client cannot be judged now: discarr cannot ask it, or another
-    instance that sends it downloads does not answer (an outage of it could not be seen)."""
+    instance that has sent it downloads does not answer (what that one sent since, and whether it
+    stopped with the rest in an outage, cannot be seen)."""
     down = {client["name"] for client in check.get("download_clients", ()) if not client["healthy"]}
-    unhealthy = {instance["name"] for instance in check.get("instances", ()) if not instance["healthy"]}
+    unseen = {(instance.get("poller"), client) for instance in check.get("instances", ()) if not instance["healthy"]
+              for client in instance.get("clients", ())}
     client_of = _client_of(check)
-    unseen = {client_of(item) for item in check.get("downloads", ())
-              if item["instance"] in unhealthy and item.get("activity") == "active"} - {None}
 
     def unjudged(item: dict[str, Any]) -> bool:
         client = item.get("client")

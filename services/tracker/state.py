@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from datetime import datetime, timezone
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from common.clock import Clock
@@ -48,6 +48,9 @@ class InstanceState:
     poller: str = ""
     poller_endpoint: str = ""
     next_within: float = 60.0
+    # every download client it has been seen sending downloads to: while it does not answer, downloads it
+    # sent there since cannot be seen, so automatic cleanup does not judge those clients (SPEC 4.1)
+    clients: list[str] = field(default_factory=list)
 
     def stale_for(self, now: float) -> float | None:
         """Seconds since the snapshot that should have come, or None when it is current."""
@@ -190,6 +193,9 @@ class Tracker:
                     yield
         finally:
             self.ingesting = None
+        sent_to = {history.client_name for history in observed} - {"unknown"}
+        if not sent_to <= set(instance.clients):
+            instance.clients = sorted(sent_to.union(instance.clients))
         if snapshot.get("complete", True):
             self.downloads[name] = current  # downloads that left the queue leave the tracker
             departed = [history for key, history in previous.items() if key not in current]
@@ -396,6 +402,7 @@ class Tracker:
             report.append({"name": i.name, "kind": i.kind, "healthy": state == "ok", "state": state,
                            "error": error, "records": i.records, "poller": i.poller,
                            "thresholds": self.config_for(i.name).shown(),  # its own, SPEC 4.2
+                           "clients": i.clients,
                            "last_snapshot_age_s": None if i.last_snapshot_at is None
                            else round(now - i.last_snapshot_at, 3)})
         return report
