@@ -43,6 +43,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         time.sleep(interval)
 
 
+# What each process logs once its sockets are bound; a process that exits instead is the test's to judge.
+LISTENING_LINES = {"tracker": b"tracker listening", "poller": b"removal requests on"}
+
+
 class Deployment:
     """The environment of one discarr installation, and its running processes."""
 
@@ -84,12 +88,17 @@ class Deployment:
             else:
                 environment[key] = value
         log = open(self.log_path(alias), "ab")
+        logged_before = log.tell()
         process = subprocess.Popen([sys.executable, "-m", "services", name, *args], env=environment,
                                    cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.processes[alias] = process
         if name == "simarr":
             wait_until(self._simarr_up, 20, "simarr to listen")
+        elif name in LISTENING_LINES:
+            # A request sent before the process binds would find nobody there: wait, as a user would.
+            wait_until(lambda: process.poll() is not None or LISTENING_LINES[name] in
+                       self.log_path(alias).read_bytes()[logged_before:], 30, f"{alias} to listen")
         return process
 
     def _simarr_up(self) -> bool:
