@@ -494,9 +494,10 @@ class Household:
             self.violations.append(f"{at}: {owner.download_id} removed while it was {state}")
         outage = self.outages.get(owner.client.name)
         # An outage the SPEC says must be recognised: three or more of the client's active downloads stopped
-        # together, and (as seen now) three of those moving at its start are still active.
+        # together, and (as seen now) three of those moving at its start are still active. An outage holds
+        # clocks; what the *arr marked failed is inactive by its own verdict, with no clock to hold.
         active = [d for d in self.present() if d.serial in (outage or (0, set()))[1] and d.state == "downloading"]
-        if outage is not None and len(active) >= 3:
+        if outage is not None and len(active) >= 3 and state != "failed":
             since, _ = outage
             grew, rose = self._growth(owner, since - self.config.threshold_s, since)
             if grew >= self.config.min_bytes or rose >= self.config.min_progress:

@@ -11,7 +11,7 @@ sleeps. After every step the invariants hold:
 - nothing is removed that the poller could see move by the thresholds within the threshold
   before its removal (unless the *arr marked it failed, or it is slow and slow ones are asked
   for), nor anything it saw finished, paused or queued, nor a download in an outage of its
-  client (unless it was already dead when the outage began);
+  client (unless it was already dead when the outage began, or the *arr marked it failed);
 - no queue record is named in two DELETEs, and each DELETE has its audit line first;
 - no instance loses more than AUTO_CLEANUP_MAX_PER_HOUR in any hour;
 - every removal had its confirmations, CHECK_INTERVAL apart, each on a newer snapshot;
@@ -331,3 +331,21 @@ def test_a_vpn_drop_beside_an_instance_never_seen_is_judged_on_what_discarr_sees
     house.drop_vpn(client)
     house.run(90)
     assert house.violations == [] and not radarrs.present
+
+
+def test_a_download_the_arr_failed_as_its_client_dropped_is_removable_by_hand(tmp_path):
+    # Sonarr gives up on one of ten torrents just as the VPN drops. The other nine are in an outage and
+    # held; the failed one is inactive by the *arr's own verdict (SPEC 3), which no outage holds, and a
+    # user's cleanup removes it.
+    house, client = household(tmp_path, poll_s=10.0, refresh_s=0.0, threshold_s=600.0, check_interval=60.0,
+                              confirmations=1, categories=frozenset({"stuck"}))
+    downloads = [house.add_download("sonarr", client, "torrent", 200 * MB, 2 * MB) for _ in range(10)]
+    house.run(6)
+    house.set_state(downloads[0], "failed")
+    house.drop_vpn(client)
+    house.run(6)
+    house.preview_cleanup()
+    assert [item["download_id"] for item in house.preview["candidates"]] == [downloads[0].download_id]
+    house.confirm_cleanup()
+    assert house.violations == [] and not downloads[0].present
+    assert all(download.present for download in downloads[1:])
