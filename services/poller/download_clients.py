@@ -68,17 +68,27 @@ def _metadata_fraction(torrent: dict[str, Any]) -> float:
 
 
 def _figures(config: DownloadClientConfig, state: str, client_state: str, downloaded: Any, size: Any,
-             speed: Any, last_activity: Any, seeds: Any, peers: Any, private: Any) -> dict[str, Any] | None:
-    """The client's figures for one torrent; None when its bytes cannot be read: then the *arr's figures
-    stand for it, rather than bytes the client never said (a torrent at 0 would look stalled)."""
+             speed: Any, last_activity: Any, seeds: Any, peers: Any, private: Any,
+             labels: list[str] | None = None, **extra: Any) -> dict[str, Any] | None:
+    """The client's figures for one download; None when its bytes cannot be read: then the *arr's figures
+    stand for it, rather than bytes the client never said (a torrent at 0 would look stalled). `labels`
+    are its tags, labels and category (PROTECT_CLIENT_TAGS); `extra` the usenet stage and health."""
     size, done = _number(size), _number(downloaded)
     if size is None or done is None:
         return None
-    return {"name": config.name, "kind": config.kind, "state": state, "client_state": client_state,
-            "downloaded": min(done, size), "size": size, "download_speed": _count(speed),
-            "last_activity": float(last_activity) if _count(last_activity) else None,
-            "seeds": _count(seeds), "peers": _count(peers),
-            "private": private if isinstance(private, bool) else None}
+    figures = {"name": config.name, "kind": config.kind, "state": state, "client_state": client_state,
+               "downloaded": min(done, size), "size": size, "download_speed": _count(speed),
+               "last_activity": float(last_activity) if _count(last_activity) else None,
+               "seeds": _count(seeds), "peers": _count(peers),
+               "private": private if isinstance(private, bool) else None, **extra}
+    if labels is not None:
+        figures["labels"] = labels
+    return figures
+
+
+def _label(value: Any) -> list[str]:
+    """A client's one label or category as a list of labels."""
+    return [str(value)] if value else []
 
 
 def unreachable_figures(names: list[str]) -> dict[str, Any]:
@@ -111,14 +121,11 @@ class QBittorrentReader:
 
     def _figures(self, info_hash: str, torrent: dict[str, Any]) -> dict[str, Any] | None:
         raw_state = str(torrent.get("state", ""))
-        figures = _figures(self.config, QBITTORRENT_STATES.get(raw_state, "unknown"), raw_state,
-                           torrent.get("completed"), torrent.get("size"), torrent.get("dlspeed"),
-                           torrent.get("last_activity"), torrent.get("num_seeds"), torrent.get("num_leechs"),
-                           self._is_private(info_hash, torrent))
-        if figures is not None:  # its tags ("a, b") and its category, for PROTECT_CLIENT_TAGS
-            tags = [tag.strip() for tag in str(torrent.get("tags") or "").split(",") if tag.strip()]
-            figures["labels"] = tags + ([str(torrent["category"])] if torrent.get("category") else [])
-        return figures
+        tags = [tag.strip() for tag in str(torrent.get("tags") or "").split(",") if tag.strip()]  # "a, b"
+        return _figures(self.config, QBITTORRENT_STATES.get(raw_state, "unknown"), raw_state,
+                        torrent.get("completed"), torrent.get("size"), torrent.get("dlspeed"),
+                        torrent.get("last_activity"), torrent.get("num_seeds"), torrent.get("num_leechs"),
+                        self._is_private(info_hash, torrent), tags + _label(torrent.get("category")))
 
     def _is_private(self, info_hash: str, torrent: dict[str, Any]) -> bool | None:
         if isinstance(torrent.get("private"), bool):  # qBittorrent 5 lists it in torrents/info
@@ -179,12 +186,10 @@ class TransmissionReader:
         else:
             state = {"stopped": "paused", "check pending": "checking", "checking": "checking",
                      "download pending": "queued"}.get(raw_state, "unknown")
-        figures = _figures(self.config, state, raw_state, torrent.get("haveValid"), torrent.get("sizeWhenDone"),
-                           torrent.get("rateDownload"), torrent.get("activityDate"), torrent.get("peersSendingToUs"),
-                           torrent.get("peersConnected"), torrent.get("isPrivate"))
-        if figures is not None:
-            figures["labels"] = [label for label in torrent.get("labels") or () if isinstance(label, str)]
-        return figures
+        return _figures(self.config, state, raw_state, torrent.get("haveValid"), torrent.get("sizeWhenDone"),
+                        torrent.get("rateDownload"), torrent.get("activityDate"), torrent.get("peersSendingToUs"),
+                        torrent.get("peersConnected"), torrent.get("isPrivate"),
+                        [label for label in torrent.get("labels") or () if isinstance(label, str)])
 
     def tag(self, info_hash: str, tag: str) -> None:
         labels = self._labels(info_hash)
@@ -238,12 +243,9 @@ class DelugeReader:
             state = "stalled"  # judged on bytes anyway: Deluge's cached rate of an idle torrent never reaches 0
         # Private is unknown until the metadata came (Deluge says False meanwhile).
         private = torrent.get("private") if torrent.get("num_pieces") else None
-        figures = _figures(self.config, state, raw, torrent.get("total_done"), torrent.get("total_wanted"),
-                           torrent.get("download_payload_rate"), None, torrent.get("num_seeds"),
-                           torrent.get("num_peers"), private)
-        if figures is not None:
-            figures["labels"] = [str(torrent["label"])] if torrent.get("label") else []
-        return figures
+        return _figures(self.config, state, raw, torrent.get("total_done"), torrent.get("total_wanted"),
+                        torrent.get("download_payload_rate"), None, torrent.get("num_seeds"),
+                        torrent.get("num_peers"), private, _label(torrent.get("label")))
 
     def tag(self, info_hash: str, tag: str) -> None:
         """A private torrent removed from the *arr keeps seeding, labelled (Deluge has one label per torrent:
@@ -317,13 +319,11 @@ class NZBGetReader:
         else:
             state = "downloading"
         # The paused par files are downloaded only when a repair needs them: not part of the job until then.
-        figures = _figures(self.config, state, raw, total - remaining, total - paused, 0, None, 0, 0, None)
-        if figures is not None:
-            health, critical = item.get("Health"), item.get("CriticalHealth")
-            if _number(health) is not None and _number(critical) is not None:
-                figures.update(health=health / 10, critical_health=critical / 10)  # per mille
-            figures.update(stage=stage, labels=[str(item["Category"])] if item.get("Category") else [])
-        return figures
+        health, critical = item.get("Health"), item.get("CriticalHealth")
+        measured = ({"health": health / 10, "critical_health": critical / 10}  # per mille
+                    if _number(health) is not None and _number(critical) is not None else {})
+        return _figures(self.config, state, raw, total - remaining, total - paused, 0, None, 0, 0, None,
+                        _label(item.get("Category")), stage=stage, **measured)
 
     def _finished(self, item: dict[str, Any]) -> dict[str, Any] | None:
         raw = str(item.get("Status", ""))  # "SUCCESS/ALL", "FAILURE/HEALTH", "DELETED/MANUAL", ...
@@ -331,10 +331,7 @@ class NZBGetReader:
             return None
         size = nzbget_size(item, "FileSize")
         state = "completed" if raw.startswith("SUCCESS") else "error"
-        figures = _figures(self.config, state, raw, size, size, 0, None, 0, 0, None)
-        if figures is not None:
-            figures.update(labels=[str(item["Category"])] if item.get("Category") else [])
-        return figures
+        return _figures(self.config, state, raw, size, size, 0, None, 0, 0, None, _label(item.get("Category")))
 
     def failed_jobs(self) -> list[dict[str, Any]]:
         """The failed entries of its history (protocol.FAILED_JOB_FIELDS)."""
@@ -409,13 +406,10 @@ class SABnzbdReader:
             state = "checking"
         else:
             state = "downloading"
-        figures = _figures(self.config, state, raw, size - min(left, size), size, 0, None, 0, 0, None)
         missing = _megabytes(slot.get("mbmissing"))
-        if figures is not None and missing:  # only then is it worth asking for its files
-            figures.update(self._health(str(slot["nzo_id"]), size, missing))
-        if figures is not None:
-            figures.update(labels=[str(slot["cat"])] if slot.get("cat") else [])
-        return figures
+        measured = self._health(str(slot["nzo_id"]), size, missing) if missing else {}  # only then ask its files
+        return _figures(self.config, state, raw, size - min(left, size), size, 0, None, 0, 0, None,
+                        _label(slot.get("cat")), **measured)
 
     def _health(self, nzo_id: str, size: int, missing: int) -> dict[str, float]:
         """The job's health and critical health as NZBGet measures them (% of its bytes), from SABnzbd's own
@@ -432,10 +426,8 @@ class SABnzbdReader:
         size = _number(slot.get("bytes"))
         stage = SABNZBD_STAGES.get(raw)
         state = "post_processing" if stage else "completed" if raw == "Completed" else "error"
-        figures = _figures(self.config, state, raw, size, size, 0, None, 0, 0, None)
-        if figures is not None:
-            figures.update(stage=stage, labels=[str(slot["category"])] if slot.get("category") else [])
-        return figures
+        return _figures(self.config, state, raw, size, size, 0, None, 0, 0, None, _label(slot.get("category")),
+                        stage=stage)
 
     def failed_jobs(self) -> list[dict[str, Any]]:
         """The failed entries of its history (protocol.FAILED_JOB_FIELDS)."""
