@@ -179,7 +179,7 @@ class Settings:
     def for_instance(self, instance: str) -> "Settings":
         """These settings with an instance's overrides in force (its <INSTANCE>_STUCK_THRESHOLD_MINUTES and the
         others of OVERRIDABLE): the thresholds, automatic cleanup and its cap it is judged by."""
-        changed = dict(dict(self.overrides).get(_env_prefix(instance), ()))
+        changed = dict(dict(self.overrides).get(env_prefix(instance), ()))
         return replace(self, **changed) if changed else self
 
     def thresholds(self) -> dict:
@@ -388,7 +388,8 @@ _SCALARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
 }
 
 
-def _env_prefix(name: str) -> str:
+def env_prefix(name: str) -> str:
+    """The settings prefix of an instance or client name: "radarr-4k" -> RADARR_4K."""
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
@@ -427,7 +428,7 @@ def _instances(env: Mapping[str, str]) -> tuple[InstanceConfig, ...]:
     for name in filter(None, (part.strip() for part in extra.split(","))):
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name) or name in ARR_KINDS:
             raise _bad("EXTRA_INSTANCES", extra, f"{name!r} must be a new lowercase name (letters, digits, - or _)")
-        prefix = _env_prefix(name)
+        prefix = env_prefix(name)
         kind = env.get(f"{prefix}_KIND", "").strip().lower() or next(
             (k for k in ARR_KINDS if name.startswith(k)), "")
         if kind not in ARR_KINDS:
@@ -457,7 +458,7 @@ def _download_clients(env: Mapping[str, str]) -> tuple[DownloadClientConfig, ...
         names.append(name)
     clients = []
     for name in names:
-        prefix = _env_prefix(name)
+        prefix = env_prefix(name)
         kind = env.get(f"{prefix}_KIND", "").strip().lower() or next(
             (k for k in CLIENT_KINDS if name.startswith(k[:4])), "")
         if kind not in CLIENT_KINDS:

@@ -25,7 +25,8 @@ import requests
 from common.http import ServiceHttpError, send
 from common.protection import ProtectionRules
 from common.settings import (ARR_KINDS, DISCORD_API_BASE, DISCORD_GATEWAY_URL, UNKNOWN_ITEMS_FLAG,
-                             DownloadClientConfig, InstanceConfig, Settings, SettingsError, load_settings)
+                             DownloadClientConfig, InstanceConfig, Settings, SettingsError, env_prefix,
+                             load_settings)
 from common.sockets import RequestClient, ServiceError, ServiceUnavailable
 from common.torrent_clients import ClientError
 from common.version import VERSION
@@ -45,11 +46,6 @@ class Check:
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def _prefix(name: str) -> str:
-    """The settings prefix of an instance or client name (as common.settings spells it)."""
-    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
 def safe_url(url: str) -> str:
@@ -133,7 +129,7 @@ def _json_or_none(response: requests.Response) -> Any:
 
 def check_instance(instance: InstanceConfig, timeout: float) -> Check:
     """Reachable, key accepted, the app it is configured as, its version, its queue readable."""
-    prefix = _prefix(instance.name)
+    prefix = env_prefix(instance.name)
     app = APP_NAMES[instance.kind]
     url = safe_url(instance.url)
     url_setting, key_setting = f"{prefix}_URL", f"{prefix}_API_KEY"
@@ -236,7 +232,7 @@ CLIENT_ACCESS = {
 
 
 def check_download_client(client: DownloadClientConfig, timeout: float) -> Check:
-    prefix = _prefix(client.name)
+    prefix = env_prefix(client.name)
     url = safe_url(client.url)
     library, credentials, address = (text.format(p=prefix) for text in CLIENT_ACCESS[client.kind])
     try:

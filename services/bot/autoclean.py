@@ -25,12 +25,12 @@ file, so a restart neither resets confirmations nor lets the hourly cap be excee
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from common.settings import env_prefix
 from services.bot.board import result_groups
 from services.bot.requests import request_removal
 
@@ -79,7 +79,7 @@ class AutoConfig:
                    settings.effective_check_interval, settings.removal_effect_seconds, own)
 
     def _own(self, instance: str) -> tuple[frozenset[str], int]:
-        prefix = re.sub(r"[^A-Za-z0-9]", "_", instance).upper()
+        prefix = env_prefix(instance)
         return next(((categories, cap) for name, categories, cap in self.instances if name == prefix),
                     (self.categories, self.max_per_hour))
 
@@ -249,7 +249,7 @@ def _unjudged_clients(check: dict[str, Any]) -> Callable[[dict[str, Any]], bool]
 
     def unjudged(item: dict[str, Any]) -> bool:
         client = item.get("client")
-        return bool(client) and client.get("name") in down or client_of(item) in unseen
+        return (bool(client) and client.get("name") in down) or client_of(item) in unseen
     return unjudged
 
 
