@@ -396,10 +396,8 @@ def _keep(download: str, *, kept: bool, for_good: bool, as_json: bool) -> None:
 def _one_download(downloads: list[dict[str, Any]], wanted: str) -> tuple[str, str]:
     """(instance, download id) of the one download `wanted` names: its id (or instance/id), else the one
     title that contains it; anything else is a usage error naming the choices."""
-    needle = wanted.strip().casefold()
-    exact = [d for d in downloads if needle in (d["download_id"].casefold(),
-                                                f"{d['instance']}/{d['download_id']}".casefold())]
-    found = exact or [d for d in downloads if needle and needle in (d.get("title") or "").casefold()]
+    from services.bot.board import matching_downloads
+    found = matching_downloads(downloads, wanted)
     if len(found) == 1:
         return found[0]["instance"], found[0]["download_id"]
     if not found:

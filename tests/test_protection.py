@@ -126,3 +126,29 @@ def test_a_bad_rule_or_override_stops_every_process_at_start_with_one_line(deplo
         lines = deployment.log_path(process).read_text().strip().splitlines()
         assert lines[-1].startswith(f"discarr: setting {setting}={value!r} is invalid") and "Traceback" not in \
             "\n".join(lines), lines
+
+
+def test_discarr_keep_names_one_download_and_unkeep_makes_it_removable_again(deployment):
+    deployment.simulate("sonarr")
+    deployment.env.update({"STUCK_THRESHOLD_MINUTES": "0.03", "MIN_SIZE_CHANGE": str(MB)})
+    deployment.start("simarr", "--scenario", "empty")
+    for title in ("Dead.Show.S01E01", "Dead.Show.S01E02"):
+        deployment.control("sonarr", "POST", "downloads", {"title": title, "size": GB, "state": "stalled"})
+    deployment.start("tracker")
+    deployment.start("poller")
+    wait_until(lambda: len(deployment.cli_json("cleanup", "--dry-run")["candidates"]) == 2, 30, "both stuck")
+
+    ambiguous, unknown = deployment.cli("keep", "dead.show"), deployment.cli("keep", "No.Such.Show")
+    assert ambiguous.returncode == 2 and "2 downloads match 'dead.show'" in ambiguous.stderr
+    assert unknown.returncode == 2 and "no tracked download matches 'No.Such.Show'" in unknown.stderr
+
+    kept = deployment.cli_json("keep", "S01E02")
+    assert kept["kept"].startswith("kept by cli:") and kept["item"]["title"] == "Dead.Show.S01E02"
+    preview = deployment.cli_json("cleanup", "--dry-run")
+    assert titles(preview["candidates"]) == ["Dead.Show.S01E01"]
+    assert titles(preview["protected"]) == ["Dead.Show.S01E02"]
+
+    said = deployment.cli("unkeep", kept["download_id"])
+    assert said.returncode == 0 and "is no longer kept" in said.stdout, said.stderr
+    assert titles(deployment.cli_json("cleanup", "--dry-run")["candidates"]) == ["Dead.Show.S01E01",
+                                                                                 "Dead.Show.S01E02"]

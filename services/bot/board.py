@@ -191,6 +191,15 @@ def removal_consequences(candidates: list[dict[str, Any]], *, blocklist: bool, k
     return words
 
 
+def matching_downloads(downloads: list[dict[str, Any]], typed: str) -> list[dict[str, Any]]:
+    """The downloads a typed value names: the one with that id (or "instance/id"), else every one whose
+    title contains it."""
+    needle = typed.strip().casefold()
+    exact = [d for d in downloads if needle in (d["download_id"].casefold(),
+                                                f"{d['instance']}/{d['download_id']}".casefold())]
+    return exact or [d for d in downloads if needle and needle in (d.get("title") or "").casefold()]
+
+
 def result_groups(results: list[dict[str, Any]], *, dry_run: bool) -> dict[str, list[dict[str, Any]]]:
     """A poller's RESULTs by outcome: removed, would (be removed: a dry run), skipped, failed."""
     groups: dict[str, list[dict[str, Any]]] = {"removed": [], "would": [], "skipped": [], "failed": []}

@@ -21,6 +21,7 @@ from discord.ext import commands
 
 from common.protocol import cleanup_analysis
 from common.settings import Settings
+from services.bot.board import matching_downloads
 from services.bot.chart import CHART_NAME, history_file, render_history_png
 from services.bot.embeds import (GREEN, board_pages, cleanup_preview_embeds, cleanup_report_embeds,
                                  download_embed, error_embed, failure_embed, notice_embed, progress_embeds)
@@ -413,16 +414,8 @@ class DiscarrCog(commands.Cog):
 
     async def resolve_download(self, value: str) -> tuple[str, str] | None:
         """(instance, download_id) from a chosen "instance/download_id", or from a typed title."""
-        downloads = await self.tracked_downloads()
-        instance, _, download_id = value.partition("/")
-        for item in downloads:
-            if item["instance"] == instance and item["download_id"] == download_id:
-                return instance, download_id
-        needle = value.strip().lower()
-        matches = [item for item in downloads if needle and needle in (item.get("title") or "").lower()]
-        if matches:
-            return matches[0]["instance"], matches[0]["download_id"]
-        return None
+        matches = matching_downloads(await self.tracked_downloads(), value)
+        return (matches[0]["instance"], matches[0]["download_id"]) if matches else None
 
 
 def set_bot_log_level(level: str) -> None:
