@@ -396,15 +396,14 @@ def _keep(download: str, *, kept: bool, for_good: bool, as_json: bool) -> None:
 def _one_download(downloads: list[dict[str, Any]], wanted: str) -> tuple[str, str]:
     """(instance, download id) of the one download `wanted` names: its id (or instance/id), else the one
     title that contains it; anything else is a usage error naming the choices."""
-    from services.bot.board import matching_downloads
+    from services.bot.board import matching_downloads, several_downloads
     found = matching_downloads(downloads, wanted)
     if len(found) == 1:
         return found[0]["instance"], found[0]["download_id"]
     if not found:
         click.echo(f"discarr: no tracked download matches {wanted!r} (discarr check lists them)", err=True)
     else:
-        names = "; ".join(f"{d['title']} ({d['instance']}, {d['download_id']})" for d in found[:5])
-        click.echo(f"discarr: {len(found)} downloads match {wanted!r}: {names}; name one by its id", err=True)
+        click.echo(f"discarr: {several_downloads(found, wanted)}; name one by its id", err=True)
     sys.exit(2)
 
 

@@ -58,6 +58,11 @@ def test_keep_on_a_warning_protects_a_download_across_every_restart_and_unkeep_u
     assert refused.callback["type"] == 4 and refused.original.ephemeral
     assert "Only admins" in refused.original.content
     assert stuck(deployment)["Keep.Me.S01E01.mkv"]["protected_by"] is None
+    # A typed value that names two downloads keeps neither: it names them, so the admin can pick one.
+    typed = standin.slash("keep", {"download": "S01E0"}, user="dana", admin=True).wait_answer(15)
+    said = typed.messages()[-1].embeds[0]["description"]
+    assert "2 downloads match 'S01E0'" in said and "Keep.Me.S01E01.mkv" in said and "Let.Go.S01E02.mkv" in said
+    assert [item["protected_by"] for item in stuck(deployment).values()] == [None, None]
 
     kept = standin.press(warning.id, button["custom_id"], user="dana", admin=True).wait_answer(15)
     [answer] = kept.messages()

@@ -200,6 +200,12 @@ def matching_downloads(downloads: list[dict[str, Any]], typed: str) -> list[dict
     return exact or [d for d in downloads if needle and needle in (d.get("title") or "").casefold()]
 
 
+def several_downloads(found: list[dict[str, Any]], typed: str) -> str:
+    """Words for a typed value that names more than one download: the first five of them."""
+    names = "; ".join(f"{d.get('title') or d['download_id']} ({d['instance']}, {d['download_id']})" for d in found[:5])
+    return f"{len(found)} downloads match {typed!r}: {names}"
+
+
 def result_groups(results: list[dict[str, Any]], *, dry_run: bool) -> dict[str, list[dict[str, Any]]]:
     """A poller's RESULTs by outcome: removed, would (be removed: a dry run), skipped, failed."""
     groups: dict[str, list[dict[str, Any]]] = {"removed": [], "would": [], "skipped": [], "failed": []}

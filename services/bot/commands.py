@@ -21,7 +21,7 @@ from discord.ext import commands
 
 from common.protocol import cleanup_analysis
 from common.settings import Settings
-from services.bot.board import matching_downloads
+from services.bot.board import matching_downloads, several_downloads
 from services.bot.chart import CHART_NAME, history_file, render_history_png
 from services.bot.embeds import (GREEN, board_pages, cleanup_preview_embeds, cleanup_report_embeds,
                                  download_embed, error_embed, failure_embed, notice_embed, progress_embeds)
@@ -341,11 +341,18 @@ class DiscarrCog(commands.Cog):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         async with self.answering(interaction):
-            key = await self.resolve_download(download)
-            if key is None:
+            # Keeping (or unkeeping) the wrong one of several would be worse than asking again.
+            found = matching_downloads(await self.tracked_downloads(), download)
+            if not found:
                 await self.no_such_download(interaction, download)
                 return
-            text = await set_kept(self.services, *key, requested_by(interaction.user), kept=kept, for_good=for_good)
+            if len(found) > 1:
+                await interaction.followup.send(embed=error_embed(
+                    "Which one?", f"{several_downloads(found, clip(download, 200))}; pick one from the list."),
+                    ephemeral=True)
+                return
+            text = await set_kept(self.services, found[0]["instance"], found[0]["download_id"],
+                                  requested_by(interaction.user), kept=kept, for_good=for_good)
             self._downloads_cache = None  # its protection changed: the next choices ask again
             await interaction.followup.send(embed=notice_embed("Kept" if kept else "No longer kept", text, GREEN),
                                             ephemeral=True)
