@@ -123,7 +123,7 @@ def test_keep_beside_a_preview_candidate_and_keep_for_good_from_a_command(wire):
     assert standin.problems == [] and standin.answer_problems == []
 
 
-def test_autocomplete_answers_within_a_second_from_what_the_bot_holds_even_with_the_tracker_stopped(wire):
+def test_autocomplete_answers_from_what_the_bot_holds_even_with_the_tracker_stopped(wire):
     import signal
     standin, deployment, _, _ = wire
     start(deployment, "tracker", "poller", "bot")
@@ -134,7 +134,7 @@ def test_autocomplete_answers_within_a_second_from_what_the_bot_holds_even_with_
         for command in ("progress", "keep"):
             asked = time.monotonic()
             answer = standin.autocomplete(command, "download", "let.go", admin=True).wait_answer(5)
-            assert time.monotonic() - asked < 1.0, command
+            assert time.monotonic() - asked < 3.0, command  # Discord drops a later answer
             assert [c["name"].split(" (")[0] for c in answer.callback["data"]["choices"]] == ["Let.Go.S01E02.mkv"]
     finally:
         deployment.processes["tracker"].send_signal(signal.SIGCONT)
