@@ -37,7 +37,8 @@ def test_qbittorrent_figures_for_a_stalled_private_torrent_and_a_magnet(qbittorr
     qb.add_torrent(metainfo, tmp_path / "empty", category="tv-sonarr")
     magnet = "ab" * 20
     qb.add_magnet(magnet)
-    wait_until(lambda: qb.torrent(stalled)["state"] == "stalledDL", 20, "the torrent to stall")
+    # qBittorrent adds a torrent after answering the add, so it may not be listed yet
+    wait_until(lambda: (qb.torrent(stalled) or {}).get("state") == "stalledDL", 20, "the torrent to stall")
     clients = DownloadClients([DownloadClientConfig("qbittorrent", "qbittorrent", qb.url, "admin", qb.password)], 5)
     records, health = annotated(clients, queue_of(stalled, magnet, "cd" * 20))
     assert health == [{"name": "qbittorrent", "kind": "qbittorrent", "state": "ok", "error": None}]

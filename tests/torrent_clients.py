@@ -285,7 +285,7 @@ class Deluge(_ClientProcess):
     def pause(self, info_hash: str) -> None:
         """Pause a torrent, sent until it shows paused: Deluge loses a pause that comes before libtorrent
         has started a torrent just added."""
-        wait_until(lambda: self.rpc("core.pause_torrent", info_hash) or self.torrent(info_hash)["state"] == "Paused",
+        wait_until(lambda: self.rpc("core.pause_torrent", info_hash) or (self.torrent(info_hash) or {}).get("state") == "Paused",
                    10, f"{info_hash} to pause", interval=0.5)
 
     def stop(self) -> None:
